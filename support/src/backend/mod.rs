@@ -1,0 +1,109 @@
+//! One host abstraction, several ways to make hosts. Scenarios and the mesh layer see only
+//! [`Host`]; which backend made it is the lab's business.
+
+pub mod netns;
+
+use crate::exec::Output;
+use anyhow::{bail, Result};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A lab machine: run commands in it, start and stop its services, reach a TCP port from it.
+/// Nothing here names a backend type.
+pub trait Host: Send + Sync {
+    /// Its role name in the lab: `headscale`, `client-1`, …
+    fn name(&self) -> &str;
+
+    /// Run `argv` once inside the host, feeding it `stdin`, killed after `limit`.
+    fn exec(&self, argv: &[&str], stdin: Option<&[u8]>, limit: Duration) -> Result<Output>;
+
+    /// Start a long-running service inside the host; its output goes to [`Host::log_path`].
+    fn start_service(&self, service: &str, argv: &[String], env: &[(String, String)]) -> Result<()>;
+
+    /// Stop a service: SIGTERM, then SIGKILL after the stop budget. Stopping a stopped one is fine.
+    fn stop_service(&self, service: &str) -> Result<()>;
+
+    /// The service is running (it may still be starting up).
+    fn service_running(&self, service: &str) -> bool;
+
+    /// Open (and close) a TCP connection from inside the host: a readiness probe.
+    fn tcp_connect(&self, addr: SocketAddr, limit: Duration) -> Result<()>;
+
+    /// Where a service's log is kept on this machine.
+    fn log_path(&self, service: &str) -> PathBuf;
+
+    /// A directory inside the host for its services' state, kept across service restarts.
+    fn state_dir(&self) -> String;
+
+    /// The command line that opens an interactive shell inside the host.
+    fn shell_argv(&self) -> Vec<String>;
+
+    /// Peak resident memory of its running services, in KiB.
+    fn services_peak_rss_kib(&self) -> u64;
+}
+
+impl dyn Host + '_ {
+    /// Run once with the default command budget; the output whatever its exit status.
+    pub fn run(&self, argv: &[&str]) -> Result<Output> {
+        self.exec(argv, None, crate::budget::command())
+    }
+
+    /// Run once and require success; its stdout.
+    pub fn succeed(&self, argv: &[&str]) -> Result<String> {
+        Ok(self.run(argv)?.check()?.stdout)
+    }
+
+    /// Run once and require failure; its output.
+    pub fn fail(&self, argv: &[&str]) -> Result<Output> {
+        let out = self.run(argv)?;
+        if out.success() {
+            bail!("on {}: `{}` succeeded but was expected to fail; stdout: {}", self.name(), out.command, out.stdout.trim());
+        }
+        Ok(out)
+    }
+
+    /// Write a file inside the host (through the host, so it lands wherever the host's
+    /// filesystem really is).
+    pub fn write_file(&self, path: &str, contents: &[u8]) -> Result<()> {
+        let script = r#"mkdir -p "$(dirname "$1")" && cat > "$1""#;
+        self.exec(&["sh", "-c", script, "sh", path], Some(contents), crate::budget::command())?.check()?;
+        Ok(())
+    }
+}
+
+/// The backends this harness knows, by the name a user gives (`MESH_BACKEND`, `--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Netns,
+}
+
+impl BackendKind {
+    pub const NAMES: &'static [&'static str] = &["netns"];
+
+    pub fn parse(name: &str) -> Result<BackendKind> {
+        match name.trim() {
+            "netns" | "" => Ok(BackendKind::Netns),
+            "libvirt" => bail!("backend \"libvirt\" is not built yet in this version: use MESH_BACKEND=netns (the default)"),
+            other => bail!("unknown backend {other:?}: MESH_BACKEND (or --backend) takes one of: {}", Self::NAMES.join(", ")),
+        }
+    }
+
+    pub fn from_env() -> Result<BackendKind> {
+        BackendKind::parse(&std::env::var("MESH_BACKEND").unwrap_or_default())
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendKind::Netns => "netns",
+        }
+    }
+
+    /// How much slower than the netns baseline every budget should be.
+    pub fn time_scale(&self) -> f64 {
+        match self {
+            BackendKind::Netns => 1.0,
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Every time budget of the harness, in one place, each with the reason for its size.
+//! Scenarios never write a duration literal: they name one of these.
+//!
+//! All budgets are multiplied by one scale factor: the backend's own (netns 1, a VM
+//! under TCG much more) times `MESH_TIME_SCALE` (default 1) for a slow machine.
+
+use once_cell::sync::OnceCell;
+use std::time::Duration;
+
+static SCALE: OnceCell<f64> = OnceCell::new();
+
+/// Fix the scale factor for this process. Called once by the lab as it picks its backend.
+pub fn set_backend_scale(backend_factor: f64) {
+    let user = std::env::var("MESH_TIME_SCALE").ok().and_then(|v| v.parse::<f64>().ok()).filter(|f| *f > 0.0);
+    let _ = SCALE.set(backend_factor * user.unwrap_or(1.0));
+}
+
+fn scaled(secs: f64) -> Duration {
+    Duration::from_secs_f64(secs * SCALE.get().copied().unwrap_or(1.0))
+}
+
+/// One command inside a host: status queries, CLI calls. Anything slower is hung.
+pub fn command() -> Duration { scaled(20.0) }
+/// Building the lab's network (namespaces, links, firewall): 0.1 s measured; generous.
+pub fn network() -> Duration { scaled(30.0) }
+/// headscale from start to answering its CLI and its TLS port: opens SQLite, writes keys.
+pub fn headscale_ready() -> Duration { scaled(30.0) }
+/// tailscaled from start to answering on its socket.
+pub fn tailscaled_ready() -> Duration { scaled(20.0) }
+/// `tailscale up` with a pre-auth key until the node is Running.
+pub fn register() -> Duration { scaled(60.0) }
+/// All clients online everywhere after registration: SC-001's own limit of 2 minutes.
+pub fn converge() -> Duration { scaled(120.0) }
+/// One ping exchange across the mesh, direct or relayed, including path discovery.
+pub fn ping() -> Duration { scaled(15.0) }
+/// A service's grace to exit on SIGTERM before it gets SIGKILL.
+pub fn stop() -> Duration { scaled(10.0) }
+/// `go install` of one pinned program, cold module and build caches on 2 cores.
+pub fn go_build() -> Duration { scaled(1800.0) }
+/// Installing missing Debian packages.
+pub fn apt() -> Duration { scaled(600.0) }
+/// The pause between two attempts of a poll: short, the conditions change within milliseconds.
+pub fn poll_interval() -> Duration { Duration::from_millis(100) }

@@ -1,0 +1,155 @@
+//! Running one command, once, with a time limit, and describing what happened
+//! well enough that a failure message alone explains it.
+
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// What one command did: who ran it, what it was, how it ended, what it printed.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub host: String,
+    pub command: String,
+    /// Exit code; `None` when killed by a signal (including our own timeout).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    pub timed_out: bool,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The output if the command succeeded, otherwise an error that names the host, the
+    /// command, its exit status, the time it took and the tail of what it printed.
+    pub fn check(self) -> Result<Output> {
+        if self.success() {
+            Ok(self)
+        } else {
+            Err(anyhow::anyhow!("{}", self.describe_failure()))
+        }
+    }
+
+    pub fn describe_failure(&self) -> String {
+        let how = match (self.timed_out, self.code) {
+            (true, _) => format!("was killed after its {:.1?} limit", self.elapsed),
+            (false, Some(c)) => format!("exited {c} after {:.1?}", self.elapsed),
+            (false, None) => format!("was killed by a signal after {:.1?}", self.elapsed),
+        };
+        format!(
+            "on {}: `{}` {how}\n  stdout: {}\n  stderr: {}",
+            self.host,
+            self.command,
+            tail(&self.stdout, 12),
+            tail(&self.stderr, 12)
+        )
+    }
+}
+
+/// The last `lines` lines of `text`, indented, or "(empty)".
+pub fn tail(text: &str, lines: usize) -> String {
+    let text = text.trim_end();
+    if text.is_empty() {
+        return "(empty)".into();
+    }
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    let mut out = String::new();
+    if start > 0 {
+        out.push_str(&format!("[… {start} lines]\n    "));
+    }
+    out.push_str(&all[start..].join("\n    "));
+    out
+}
+
+/// Quote an argv for display the way a shell user would type it.
+pub fn display_argv<S: AsRef<str>>(argv: &[S]) -> String {
+    argv.iter()
+        .map(|a| {
+            let a = a.as_ref();
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+                a.to_string()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Run `cmd` to completion within `limit`, feeding it `stdin`. The command runs in a process
+/// group of its own so that a timeout kills everything it started, not just its first process.
+pub fn run(host: &str, shown: &str, mut cmd: Command, stdin: Option<&[u8]>, limit: Duration) -> Result<Output> {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("on {host}: could not start `{shown}`"))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input).with_context(|| format!("on {host}: writing the input of `{shown}`"))?;
+    }
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let (result, timed_out) = match rx.recv_timeout(limit) {
+        Ok(r) => (r, false),
+        Err(_) => {
+            // The child is still unreaped (its waiter holds it), so this pid group is still ours.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            (rx.recv().context("the waiter thread vanished")?, true)
+        }
+    };
+    let out = result.with_context(|| format!("on {host}: waiting for `{shown}`"))?;
+    Ok(Output {
+        host: host.to_string(),
+        command: shown.to_string(),
+        code: if timed_out { None } else { out.status.code() },
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: started.elapsed(),
+        timed_out,
+    })
+}
+
+/// Run a command on this machine (not in a lab host): the harness's own tools.
+pub fn local(argv: &[&str], limit: Duration) -> Result<Output> {
+    let Some((prog, args)) = argv.split_first() else { bail!("empty command") };
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    run("this machine", &display_argv(argv), cmd, None, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_kills_the_whole_group_and_says_so() {
+        let started = Instant::now();
+        let out = local(&["sh", "-c", "sleep 30 & sleep 30"], Duration::from_millis(300)).unwrap();
+        assert!(out.timed_out && !out.success(), "{out:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "the group outlived the timeout");
+        assert!(out.describe_failure().contains("killed after"), "{}", out.describe_failure());
+    }
+
+    #[test]
+    fn a_failure_names_the_command_and_its_output() {
+        let err = local(&["sh", "-c", "echo boom >&2; exit 3"], Duration::from_secs(5)).unwrap().check().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("exited 3") && msg.contains("boom") && msg.contains("sh -c"), "{msg}");
+    }
+
+    #[test]
+    fn argv_is_shown_as_a_shell_user_would_type_it() {
+        assert_eq!(display_argv(&["echo", "a b", "it's"]), r#"echo 'a b' 'it'\''s'"#);
+    }
+}

@@ -1,0 +1,183 @@
+//! The control server under test: its generated configuration, its service, and its CLI.
+
+use crate::backend::Host;
+use crate::exec::Output;
+use crate::spec::{LabSpec, BASE_DOMAIN};
+use crate::{budget, poll};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+
+pub const SERVICE: &str = "headscale";
+/// headscale serves HTTPS (API, Noise, embedded DERP) here, and STUN on udp/3478.
+pub const HTTPS_PORT: u16 = 443;
+pub const STUN_PORT: u16 = 3478;
+
+/// headscale on the lab's server host.
+pub struct Headscale<'a> {
+    pub host: &'a dyn Host,
+    pub program: String,
+}
+
+/// A node as `headscale nodes list -o json` shows it (protobuf JSON: false and empty are omitted).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Node {
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub given_name: String,
+    #[serde(default)]
+    pub ip_addresses: Vec<String>,
+    #[serde(default)]
+    pub online: bool,
+}
+
+impl<'a> Headscale<'a> {
+    pub fn config_path(&self) -> String {
+        format!("{}/config.yaml", self.host.state_dir())
+    }
+
+    /// The configuration: SQLite, a noise key, MagicDNS, the embedded DERP and STUN on the
+    /// server's own address, no public DERP map, no update checks, TLS from the lab's CA.
+    /// JSON is YAML, so it is written as JSON.
+    pub fn config(&self, spec: &LabSpec) -> serde_json::Value {
+        let dir = self.host.state_dir();
+        let addr = spec.server().addr;
+        json!({
+            "server_url": spec.server_url(),
+            "listen_addr": format!("{addr}:{HTTPS_PORT}"),
+            // Inside the server's own namespace only.
+            "metrics_listen_addr": "127.0.0.1:9090",
+            "grpc_listen_addr": "127.0.0.1:50443",
+            "grpc_allow_insecure": false,
+            "tls_cert_path": format!("{dir}/tls/server.crt"),
+            "tls_key_path": format!("{dir}/tls/server.key"),
+            "noise": { "private_key_path": format!("{dir}/noise_private.key") },
+            "prefixes": { "v4": "100.64.0.0/10", "v6": "fd7a:115c:a1e0::/48", "allocation": "sequential" },
+            "derp": {
+                "server": {
+                    "enabled": true,
+                    "region_id": 999,
+                    "region_code": "lab",
+                    "region_name": "Mesh lab embedded DERP",
+                    "verify_clients": true,
+                    "stun_listen_addr": format!("{addr}:{STUN_PORT}"),
+                    "private_key_path": format!("{dir}/derp_server_private.key"),
+                    "automatically_add_embedded_derp_region": true,
+                    "ipv4": addr.to_string(),
+                    "ipv6": ""
+                },
+                // No public DERP map: the lab has no way out, and fetching one would hang.
+                "urls": [],
+                "paths": [],
+                "auto_update_enabled": false,
+                "update_frequency": "24h"
+            },
+            "disable_check_updates": true,
+            "node": { "expiry": "0s", "ephemeral": { "inactivity_timeout": "30m" } },
+            "database": {
+                "type": "sqlite",
+                "sqlite": { "path": format!("{dir}/db.sqlite"), "write_ahead_log": true }
+            },
+            "log": { "level": "info", "format": "text" },
+            "policy": { "mode": "file", "path": "" },
+            "dns": {
+                "magic_dns": true,
+                "base_domain": BASE_DOMAIN,
+                // No upstream resolvers exist in the lab; keep the hosts' own for other names.
+                "override_local_dns": false,
+                "nameservers": { "global": [], "split": {} },
+                "search_domains": [],
+                "extra_records": []
+            },
+            "unix_socket": format!("{dir}/headscale.sock"),
+            "unix_socket_permission": "0770",
+            "logtail": { "enabled": false },
+            "taildrop": { "enabled": false }
+        })
+    }
+
+    /// Write config and certificates, start the service, wait until it answers its CLI and
+    /// its TLS port.
+    pub fn start(&self, spec: &LabSpec, cert_pem: &str, key_pem: &str) -> Result<()> {
+        let dir = self.host.state_dir();
+        self.host.write_file(&format!("{dir}/tls/server.crt"), cert_pem.as_bytes())?;
+        self.host.write_file(&format!("{dir}/tls/server.key"), key_pem.as_bytes())?;
+        self.host.write_file(&self.config_path(), serde_json::to_string_pretty(&self.config(spec))?.as_bytes())?;
+        self.start_service()?;
+        self.await_ready(spec)
+    }
+
+    /// Start the service on the configuration already written (also after a stop).
+    pub fn start_service(&self) -> Result<()> {
+        self.host.start_service(SERVICE, &[self.program.clone(), "-c".into(), self.config_path(), "serve".into()], &[])
+    }
+
+    pub fn await_ready(&self, spec: &LabSpec) -> Result<()> {
+        let https = SocketAddr::from((spec.server().addr, HTTPS_PORT));
+        poll::until("headscale answers its CLI and its HTTPS port", budget::headscale_ready(), || {
+            if !self.host.service_running(SERVICE) {
+                // Exited: waiting longer cannot help. Say why, from its log.
+                let log = std::fs::read_to_string(self.host.log_path(SERVICE)).unwrap_or_default();
+                return Err(anyhow!("headscale exited; its log ends:\n    {}", crate::exec::tail(&log, 15)));
+            }
+            self.cli(&["health"])?.check()?;
+            self.host.tcp_connect(https, budget::poll_interval() * 10)
+        })
+        .map_err(|e| if e.to_string().contains("headscale exited") { e.context("headscale failed to start") } else { e })
+    }
+
+    /// `headscale -c CONFIG ARGS…` on the server, once.
+    pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        let config = self.config_path();
+        let mut argv = vec![self.program.as_str(), "-c", config.as_str()];
+        argv.extend_from_slice(args);
+        self.host.run(&argv)
+    }
+
+    fn cli_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut argv = args.to_vec();
+        argv.extend_from_slice(&["-o", "json"]);
+        let out = self.cli(&argv)?.check()?;
+        serde_json::from_str(&out.stdout).with_context(|| format!("`headscale {}` printed no JSON: {}", argv.join(" "), out.stdout.trim()))
+    }
+
+    /// Create the user and return its numeric id (recent releases take `--user <id>`).
+    pub fn create_user(&self, name: &str) -> Result<u64> {
+        self.cli(&["users", "create", name])?.check()?;
+        let users = self.cli_json(&["users", "list"])?;
+        users
+            .as_array()
+            .and_then(|list| list.iter().find(|u| u["name"] == name))
+            .and_then(|u| u["id"].as_u64())
+            .ok_or_else(|| anyhow!("user {name} is missing from `headscale users list`: {users}"))
+    }
+
+    /// A single-use pre-auth key that expires after `expiration` (e.g. "10m").
+    pub fn preauth_key(&self, user_id: u64, expiration: &str) -> Result<String> {
+        let key = self.cli_json(&["preauthkeys", "create", "--user", &user_id.to_string(), "--expiration", expiration])?;
+        match key["key"].as_str() {
+            Some(k) if !k.is_empty() => Ok(k.to_string()),
+            _ => bail!("`headscale preauthkeys create` returned no key: {key}"),
+        }
+    }
+
+    pub fn nodes(&self) -> Result<Vec<Node>> {
+        let nodes = self.cli_json(&["nodes", "list"])?;
+        if nodes.is_null() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_value(nodes.clone()).with_context(|| format!("reading `headscale nodes list -o json`: {nodes}"))
+    }
+
+    pub fn node(&self, name: &str) -> Result<Node> {
+        let nodes = self.nodes()?;
+        let names: Vec<_> = nodes.iter().map(|n| n.given_name.clone()).collect();
+        nodes
+            .into_iter()
+            .find(|n| n.given_name == name || n.name == name)
+            .ok_or_else(|| anyhow!("headscale lists no node {name}; it lists {names:?}"))
+    }
+}

@@ -1,0 +1,30 @@
+//! The harness of the Headscale mesh suite.
+//!
+//! - [`spec`]: the lab as data (subnets, hosts by role);
+//! - [`backend`]: the [`backend::Host`] abstraction and the backends that make hosts;
+//! - [`tools`]: the pinned systems under test, built with `go install`;
+//! - [`headscale`], [`tailscale`]: the real programs, driven through their CLIs;
+//! - [`lab`]: building, attaching to and removing a whole lab;
+//! - [`fixture`]: the lab scenarios share; [`report`]: criteria and the run's report;
+//! - [`poll`], [`budget`], [`exec`], [`process`]: waiting, time limits, commands, services.
+
+pub mod progress;
+
+pub mod backend;
+pub mod budget;
+pub mod exec;
+pub mod fixture;
+pub mod headscale;
+pub mod lab;
+pub mod paths;
+pub mod ping;
+pub mod pki;
+pub mod poll;
+pub mod prereq;
+pub mod process;
+pub mod report;
+pub mod spec;
+pub mod tailscale;
+pub mod tools;
+
+pub use fixture::lab;

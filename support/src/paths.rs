@@ -1,0 +1,29 @@
+//! Where the harness keeps things: everything under `target/`, except one small index in
+//! /run so that `cargo mesh down --all` finds the labs of every checkout on this machine.
+
+use std::path::PathBuf;
+
+/// Cargo's target directory for this workspace.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let workspace = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+            workspace.canonicalize().unwrap_or(workspace).join("target")
+        }
+    }
+}
+
+/// One folder a lab: its record, its hosts' state and logs, its certificates.
+pub fn labs_dir() -> PathBuf {
+    match std::env::var_os("MESH_STATE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => target_dir().join("mesh").join("labs"),
+    }
+}
+
+/// The machine-wide index: one symlink a live lab, named by its run id, to its folder.
+/// /run is emptied at boot, as are the namespaces it points at.
+pub fn index_dir() -> PathBuf {
+    PathBuf::from("/run/mesh-lab")
+}

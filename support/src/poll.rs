@@ -1,0 +1,62 @@
+//! The one way to wait: poll a real condition within a budget, count every attempt against
+//! it, make a last attempt at the end, and fail with what was last observed.
+//! The condition only observes; a state change never happens inside a poll.
+
+use anyhow::{anyhow, Result};
+use std::time::{Duration, Instant};
+
+/// Poll `observe` until it returns `Ok`, for at most `budget`.
+///
+/// `observe` returns `Err(observation)` while the condition does not hold; the last
+/// observation goes into the error, with the budget and the number of attempts.
+pub fn until<T>(what: &str, budget: Duration, mut observe: impl FnMut() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    let deadline = started + budget;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let last = match observe() {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(anyhow!(
+                "{what}: not within its budget of {budget:.1?} ({attempts} attempts over {:.1?}); last seen: {last:#}",
+                started.elapsed()
+            ));
+        }
+        // Sleep no further than the deadline, so the final attempt happens right at it.
+        let pause = crate::budget::poll_interval().min(deadline.saturating_duration_since(Instant::now()));
+        std::thread::sleep(pause);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::bail;
+
+    #[test]
+    fn returns_the_value_once_the_condition_holds() {
+        let mut n = 0;
+        let v = until("n reaches 3", Duration::from_secs(5), || {
+            n += 1;
+            if n < 3 { bail!("n is {n}") } else { Ok(n) }
+        })
+        .unwrap();
+        assert_eq!(v, 3);
+    }
+
+    #[test]
+    fn fails_with_the_budget_and_the_last_observation() {
+        let mut n = 0;
+        let err = until("never", Duration::from_millis(250), || -> Result<()> {
+            n += 1;
+            bail!("observation {n}")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("budget of 250") && err.contains(&format!("observation {n}")), "{err}");
+        assert!(n >= 2, "a last attempt must happen at the deadline");
+    }
+}

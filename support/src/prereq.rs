@@ -1,0 +1,82 @@
+//! What this machine must have before a lab can be built, and installing it where we may:
+//! as root on Debian, missing packages are installed with apt-get; elsewhere the error names
+//! the exact command to run.
+
+use crate::backend::BackendKind;
+use crate::{budget, exec, say};
+use anyhow::{bail, Result};
+use std::path::Path;
+
+/// A command the harness runs on this machine or inside hosts, and the Debian package with it.
+struct Need {
+    command: &'static str,
+    package: &'static str,
+}
+
+const NETNS_NEEDS: &[Need] = &[
+    Need { command: "ip", package: "iproute2" },
+    Need { command: "nft", package: "nftables" },
+    Need { command: "nsenter", package: "util-linux" },
+    Need { command: "unshare", package: "util-linux" },
+    Need { command: "mount", package: "mount" },
+    Need { command: "sysctl", package: "procps" },
+    Need { command: "ping", package: "iputils-ping" },
+    Need { command: "bash", package: "bash" },
+];
+
+fn have(command: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(command).is_file()))
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Make sure everything the backend needs is here, installing what is missing if we can.
+pub fn ensure(backend: BackendKind) -> Result<()> {
+    let needs = match backend {
+        BackendKind::Netns => NETNS_NEEDS,
+    };
+    if !is_root() {
+        bail!(
+            "the {} backend needs root to create network namespaces and mounts: run as root (e.g. `sudo -E cargo test`)",
+            backend.name()
+        );
+    }
+    let mut missing: Vec<&str> = needs.iter().filter(|n| !have(n.command)).map(|n| n.package).collect();
+    missing.dedup();
+    if !missing.is_empty() {
+        install(&missing)?;
+        let still: Vec<&str> = needs.iter().filter(|n| !have(n.command)).map(|n| n.command).collect();
+        if !still.is_empty() {
+            bail!("still missing after installing {}: {}", missing.join(" "), still.join(", "));
+        }
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        bail!("/dev/net/tun is missing: tailscaled needs a TUN device; run `modprobe tun` (or create it: `mkdir -p /dev/net && mknod /dev/net/tun c 10 200`)");
+    }
+    Ok(())
+}
+
+fn install(packages: &[&str]) -> Result<()> {
+    let command = format!("apt-get install -y --no-install-recommends {}", packages.join(" "));
+    if !have("apt-get") {
+        bail!("missing system packages {}: install them with your package manager (on Debian: `{command}`)", packages.join(", "));
+    }
+    say!("installing missing system packages with apt-get: {}", packages.join(" "));
+    let mut argv = vec!["apt-get", "install", "-y", "--no-install-recommends"];
+    argv.extend_from_slice(packages);
+    let env_argv: Vec<&str> = std::iter::once("env").chain(std::iter::once("DEBIAN_FRONTEND=noninteractive")).chain(argv.iter().copied()).collect();
+    let first = exec::local(&env_argv, budget::apt())?;
+    if first.success() {
+        return Ok(());
+    }
+    // A fresh machine may have no package lists yet.
+    exec::local(&["apt-get", "update"], budget::apt())?.check()?;
+    exec::local(&env_argv, budget::apt())?
+        .check()
+        .map_err(|e| anyhow::anyhow!("{e:#}\ninstalling {} failed: run `{command}` yourself and retry", packages.join(" ")))?;
+    Ok(())
+}

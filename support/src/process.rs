@@ -1,0 +1,151 @@
+//! Processes the harness starts and must stop: identified by pid *and* start time, so a
+//! recycled pid is never mistaken for ours; spawned so that they die with their owner.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A process by pid and the start time the kernel gave it (clock ticks since boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    pub pid: u32,
+    pub start: u64,
+}
+
+impl ProcessId {
+    pub fn of(pid: u32) -> Option<ProcessId> {
+        start_time(pid).map(|start| ProcessId { pid, start })
+    }
+
+    pub fn current() -> ProcessId {
+        ProcessId::of(std::process::id()).expect("/proc/self exists")
+    }
+
+    /// Still running (not a zombie) and still the same process.
+    pub fn alive(&self) -> bool {
+        match stat_fields(self.pid) {
+            Some(f) => f.get(19).and_then(|s| s.parse().ok()) == Some(self.start) && f.first().map(String::as_str) != Some("Z"),
+            None => false,
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; returns once it is gone.
+    pub fn terminate(&self, grace: Duration) {
+        if !self.alive() {
+            return;
+        }
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        while self.alive() && Instant::now() < deadline {
+            reap(self.pid);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.alive() {
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+            while self.alive() {
+                reap(self.pid);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        reap(self.pid);
+    }
+}
+
+/// Collect our child's exit status, if it is our child, so it does not linger as a zombie.
+fn reap(pid: u32) {
+    unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG) };
+}
+
+/// Fields of /proc/PID/stat after the command name: [0] is the state, [19] the start time.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// How a service relates to the process that started it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lifetime {
+    /// Dies with the harness process (parent-death signal): tests and `cargo mesh check`.
+    WithOwner,
+    /// Outlives it, in a session of its own: `cargo mesh up`, stopped by `cargo mesh down`.
+    Detached,
+}
+
+type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// The parent-death signal fires when the *thread* that forked the child exits, and test
+/// threads end with their test. So services are forked from one thread that lives as long
+/// as the process.
+fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
+    static SPAWNER: once_cell::sync::OnceCell<Mutex<mpsc::Sender<Job>>> = once_cell::sync::OnceCell::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("mesh-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("starting the spawner thread");
+        Mutex::new(tx)
+    })
+}
+
+/// Start a long-running process with the given lifetime.
+pub fn spawn_service(mut cmd: Command, lifetime: Lifetime) -> Result<Child> {
+    unsafe {
+        cmd.pre_exec(move || {
+            match lifetime {
+                Lifetime::WithOwner => {
+                    libc::setpgid(0, 0);
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                }
+                Lifetime::Detached => {
+                    libc::setsid();
+                }
+            }
+            Ok(())
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    spawner().lock().unwrap().send((cmd, tx)).context("the spawner thread is gone")?;
+    rx.recv().context("the spawner thread is gone")?.context("starting a service")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_known_by_pid_and_start_time() {
+        let me = ProcessId::current();
+        assert!(me.alive());
+        assert!(!ProcessId { pid: me.pid, start: me.start + 1 }.alive(), "a recycled pid must not pass for ours");
+    }
+
+    #[test]
+    fn a_service_outlives_the_thread_that_started_it_and_stops_on_terminate() {
+        let child = std::thread::spawn(|| {
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30");
+            spawn_service(cmd, Lifetime::WithOwner).unwrap()
+        })
+        .join()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let id = ProcessId::of(child.id()).expect("still running after its starting thread ended");
+        assert!(id.alive());
+        id.terminate(Duration::from_secs(2));
+        assert!(!id.alive());
+    }
+}

@@ -1,0 +1,129 @@
+//! What a run measured and how each scenario ended: the success criteria (SC-001…) with
+//! their limits and verdicts, and the JSON report `cargo mesh check --json` writes.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+
+/// Where tests append the criteria they measure, one JSON object a line, when a
+/// `cargo mesh check` runs them (it sets this variable).
+pub const CRITERIA_FILE_VAR: &str = "MESH_CRITERIA_FILE";
+
+/// One success criterion as measured: a figure against its limit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Criterion {
+    pub id: String,
+    pub name: String,
+    pub measured: f64,
+    pub limit: f64,
+    pub unit: String,
+    pub ok: bool,
+}
+
+impl Criterion {
+    /// A figure that must stay at or under its limit (times, latencies).
+    pub fn at_most(id: &str, name: &str, measured: f64, limit: f64, unit: &str) -> Criterion {
+        Criterion { id: id.into(), name: name.into(), measured, limit, unit: unit.into(), ok: measured <= limit }
+    }
+
+    /// A figure that must reach its limit (uptime, success rates).
+    pub fn at_least(id: &str, name: &str, measured: f64, limit: f64, unit: &str) -> Criterion {
+        Criterion { id: id.into(), name: name.into(), measured, limit, unit: unit.into(), ok: measured >= limit }
+    }
+
+    /// Record the measurement for the run's report, then require it to pass.
+    pub fn check(self) -> Result<Criterion> {
+        record(&self);
+        if !self.ok {
+            bail!("{} failed: {} measured {:.3} {}, limit {} {}", self.id, self.name, self.measured, self.unit, self.limit, self.unit);
+        }
+        Ok(self)
+    }
+}
+
+fn record(c: &Criterion) {
+    let Ok(path) = std::env::var(CRITERIA_FILE_VAR) else { return };
+    let line = serde_json::to_string(c).expect("a criterion serializes");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Read back what tests recorded; for one id measured several times, the worst figure wins.
+pub fn read_criteria(path: &std::path::Path) -> Vec<Criterion> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut worst: Vec<Criterion> = Vec::new();
+    for c in text.lines().filter_map(|l| serde_json::from_str::<Criterion>(l).ok()) {
+        match worst.iter_mut().find(|w| w.id == c.id) {
+            Some(w) => {
+                let worse = if w.ok != c.ok { !c.ok } else if c.measured <= c.limit { c.measured > w.measured } else { c.measured < w.measured };
+                if worse {
+                    *w = c;
+                }
+            }
+            None => worst.push(c),
+        }
+    }
+    worst.sort_by(|a, b| a.id.cmp(&b.id));
+    worst
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scenario {
+    pub id: String,
+    pub name: String,
+    /// `passed`, `failed` or `not run`.
+    pub status: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Versions {
+    pub headscale: String,
+    pub tailscale: String,
+    pub tailscaled: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub backend: String,
+    pub lab: String,
+    pub date: String,
+    pub versions: Versions,
+    pub passed: bool,
+    pub seconds: f64,
+    pub timings: crate::lab::Timings,
+    pub peak_rss_mib: f64,
+    pub scenarios: Vec<Scenario>,
+    pub criteria: Vec<Criterion>,
+    /// Where logs and outputs of this run stay.
+    pub artifacts: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_criterion_over_its_limit_fails_with_the_figure() {
+        let err = Criterion::at_most("SC-002", "ping", 61.5, 50.0, "ms").check().unwrap_err().to_string();
+        assert!(err.contains("SC-002") && err.contains("61.5") && err.contains("50"), "{err}");
+        assert!(Criterion::at_least("SC-003", "uptime", 99.5, 99.0, "%").check().is_ok());
+    }
+
+    #[test]
+    fn the_worst_measurement_of_a_criterion_is_reported() {
+        let dir = std::env::temp_dir().join(format!("mesh-report-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.jsonl");
+        let lines: Vec<String> = [3.0, 9.0, 4.0]
+            .iter()
+            .map(|m| serde_json::to_string(&Criterion::at_most("SC-002", "ping", *m, 50.0, "ms")).unwrap())
+            .collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let got = read_criteria(&path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].measured, 9.0);
+    }
+}

@@ -1,0 +1,239 @@
+//! A client under test: tailscaled with a real TUN device, and the tailscale CLI talking to it.
+
+use crate::backend::Host;
+use crate::exec::Output;
+use crate::{budget, poll};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub const SERVICE: &str = "tailscaled";
+/// The mesh interface: a real TUN device, so services can bind the tailnet address.
+pub const TUN: &str = "tailscale0";
+/// tailscaled's WireGuard UDP port, fixed so captures and firewall rules can name it.
+pub const WG_PORT: u16 = 41641;
+
+/// tailscaled and the tailscale CLI on one client host.
+pub struct Tailscale<'a> {
+    pub host: &'a dyn Host,
+    pub tailscale: String,
+    pub tailscaled: String,
+}
+
+/// `tailscale status --json`, the parts the suite reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Status {
+    #[serde(rename = "BackendState")]
+    pub backend_state: String,
+    #[serde(rename = "Self")]
+    pub me: Option<PeerStatus>,
+    #[serde(rename = "Peer", default)]
+    pub peers: Option<BTreeMap<String, PeerStatus>>,
+    #[serde(rename = "Health", default)]
+    pub health: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PeerStatus {
+    #[serde(rename = "HostName", default)]
+    pub host_name: String,
+    #[serde(rename = "DNSName", default)]
+    pub dns_name: String,
+    #[serde(rename = "TailscaleIPs", default)]
+    pub tailscale_ips: Option<Vec<String>>,
+    #[serde(rename = "Online", default)]
+    pub online: bool,
+    /// The direct endpoint in use, empty while relayed or before traffic.
+    #[serde(rename = "CurAddr", default)]
+    pub cur_addr: String,
+    /// The peer's home DERP region: always set, says nothing about the path in use.
+    #[serde(rename = "Relay", default)]
+    pub relay: String,
+}
+
+impl Status {
+    pub fn peers(&self) -> impl Iterator<Item = &PeerStatus> {
+        self.peers.iter().flat_map(|p| p.values())
+    }
+
+    pub fn peer(&self, host_name: &str) -> Option<&PeerStatus> {
+        self.peers().find(|p| p.host_name == host_name)
+    }
+}
+
+impl PeerStatus {
+    pub fn ips(&self) -> &[String] {
+        self.tailscale_ips.as_deref().unwrap_or_default()
+    }
+}
+
+/// The path one `tailscale ping` took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Path {
+    Direct(String),
+    Derp(String),
+    PeerRelay(String),
+}
+
+/// One pong.
+#[derive(Debug, Clone)]
+pub struct Pong {
+    pub path: Path,
+    pub latency: Duration,
+}
+
+impl<'a> Tailscale<'a> {
+    fn dir(&self) -> String {
+        format!("{}/tailscale", self.host.state_dir())
+    }
+
+    pub fn socket(&self) -> String {
+        format!("{}/tailscaled.sock", self.dir())
+    }
+
+    pub fn ca_path(&self) -> String {
+        format!("{}/lab-ca.pem", self.dir())
+    }
+
+    /// Install the lab's CA for tailscaled, start it, and wait until its socket answers.
+    pub fn start(&self, ca_pem: &str) -> Result<()> {
+        self.host.write_file(&self.ca_path(), ca_pem.as_bytes())?;
+        self.start_daemon()?;
+        self.await_daemon()
+    }
+
+    /// Start tailscaled on the state already there (also after a stop).
+    pub fn start_daemon(&self) -> Result<()> {
+        let dir = self.dir();
+        let argv = [
+            self.tailscaled.clone(),
+            format!("--statedir={dir}"),
+            format!("--state={dir}/tailscaled.state"),
+            format!("--socket={}", self.socket()),
+            format!("--tun={TUN}"),
+            format!("--port={WG_PORT}"),
+            // No log uploads: the lab has no way out, and they are not ours to send.
+            "--no-logs-no-support".into(),
+        ];
+        let env = [
+            // Trust the lab's CA and nothing else for the control server and DERP.
+            ("SSL_CERT_FILE".to_string(), self.ca_path()),
+            ("TS_NO_LOGS_NO_SUPPORT".to_string(), "true".to_string()),
+        ];
+        self.host.start_service(SERVICE, &argv, &env)
+    }
+
+    pub fn await_daemon(&self) -> Result<()> {
+        poll::until(&format!("tailscaled on {} answers on its socket", self.host.name()), budget::tailscaled_ready(), || {
+            if !self.host.service_running(SERVICE) {
+                let log = std::fs::read_to_string(self.host.log_path(SERVICE)).unwrap_or_default();
+                bail!("tailscaled exited; its log ends:\n    {}", crate::exec::tail(&log, 15));
+            }
+            self.status().map(|_| ())
+        })
+    }
+
+    /// `tailscale --socket=… ARGS…`, once.
+    pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        let socket = format!("--socket={}", self.socket());
+        let mut argv = vec![self.tailscale.as_str(), socket.as_str()];
+        argv.extend_from_slice(args);
+        self.host.run(&argv)
+    }
+
+    /// Register with a pre-auth key; returns once the node is Running.
+    pub fn up(&self, login_server: &str, auth_key: &str, hostname: &str) -> Result<()> {
+        let socket = format!("--socket={}", self.socket());
+        let timeout = format!("--timeout={}s", budget::register().as_secs());
+        let argv = [
+            self.tailscale.as_str(),
+            socket.as_str(),
+            "up",
+            &format!("--login-server={login_server}"),
+            &format!("--auth-key={auth_key}"),
+            &format!("--hostname={hostname}"),
+            &timeout,
+        ];
+        self.host
+            .exec(&argv, None, budget::register() + budget::command())?
+            .check()
+            .with_context(|| format!("registering {hostname}; tailscaled's log: {}", self.host.log_path(SERVICE).display()))?;
+        Ok(())
+    }
+
+    pub fn status(&self) -> Result<Status> {
+        let out = self.cli(&["status", "--json"])?;
+        // `status` exits non-zero while logged out but still prints its JSON.
+        serde_json::from_str(&out.stdout).map_err(|e| anyhow!("{}\n  (no status JSON: {e})", out.describe_failure()))
+    }
+
+    /// This node's tailnet addresses, IPv4 first.
+    pub fn ips(&self) -> Result<Vec<String>> {
+        let status = self.status()?;
+        let me = status.me.ok_or_else(|| anyhow!("{}: status has no Self", self.host.name()))?;
+        let mut ips = me.ips().to_vec();
+        ips.sort_by_key(|ip| ip.contains(':'));
+        Ok(ips)
+    }
+
+    /// One `tailscale ping` (disco, through the path magicsock would use), relayed allowed.
+    pub fn ping(&self, target: &str) -> Result<Pong> {
+        let timeout = format!("--timeout={}s", budget::ping().as_secs());
+        let out = self.host.exec(
+            &[&self.tailscale, &format!("--socket={}", self.socket()), "ping", "--until-direct=false", "-c", "1", &timeout, target],
+            None,
+            budget::ping() + budget::command(),
+        )?;
+        let out = out.check()?;
+        parse_pong(&out.stdout).ok_or_else(|| anyhow!("on {}: no pong in `tailscale ping {target}` output: {}", self.host.name(), out.stdout.trim()))
+    }
+}
+
+/// `pong from client-2 (100.64.0.2, 40531) via 192.168.1.1:41641 in 3ms` → path and latency.
+pub fn parse_pong(text: &str) -> Option<Pong> {
+    let line = text.lines().find(|l| l.starts_with("pong from "))?;
+    let (_, rest) = line.split_once(" via ")?;
+    let (via, latency) = rest.rsplit_once(" in ")?;
+    let path = if let Some(region) = via.strip_prefix("DERP(").and_then(|r| r.strip_suffix(')')) {
+        Path::Derp(region.to_string())
+    } else if let Some(relay) = via.strip_prefix("peer-relay(").and_then(|r| r.strip_suffix(')')) {
+        Path::PeerRelay(relay.to_string())
+    } else {
+        Path::Direct(via.to_string())
+    };
+    Some(Pong { path, latency: parse_go_duration(latency.trim())? })
+}
+
+/// Go's `time.Duration` text as `tailscale ping` prints it: `3ms`, `1.5s`, `800µs`, `0s`.
+fn parse_go_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let secs = match unit {
+        "ns" => n / 1e9,
+        "µs" | "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pongs_say_their_path_and_latency() {
+        let direct = parse_pong("pong from client-2 (100.64.0.2, 40531) via 192.168.1.1:41641 in 3ms\n").unwrap();
+        assert_eq!(direct.path, Path::Direct("192.168.1.1:41641".into()));
+        assert_eq!(direct.latency, Duration::from_millis(3));
+        let relayed = parse_pong("pong from client-1 (100.64.0.1) via DERP(lab) in 12ms").unwrap();
+        assert_eq!(relayed.path, Path::Derp("lab".into()));
+        assert!(parse_pong("ping \"100.64.0.9\" timed out").is_none());
+        assert_eq!(parse_go_duration("0s"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+    }
+}
