@@ -13,12 +13,21 @@ pub fn until<T>(what: &str, budget: Duration, mut observe: impl FnMut() -> Resul
     let started = Instant::now();
     let deadline = started + budget;
     let mut attempts = 0u32;
+    let verbose = std::env::var("MESH_VERBOSE").as_deref() == Ok("1");
+    let mut previous = String::new();
     loop {
         attempts += 1;
         let last = match observe() {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
+        if verbose {
+            let seen = format!("{last:#}");
+            if seen != previous {
+                crate::say!("waiting for {what}: {seen}");
+                previous = seen;
+            }
+        }
         if Instant::now() >= deadline {
             return Err(anyhow!(
                 "{what}: not within its budget of {budget:.1?} ({attempts} attempts over {:.1?}); last seen: {last:#}",

@@ -3,7 +3,8 @@
 //! a host's resolver, hosts file and hostname are its own, as on a real machine.
 //!
 //! The subnets are bridges inside a router namespace; nothing is added to the machine's own
-//! namespace, and the router has no interface that leaves the lab.
+//! namespace, the router has no interface that leaves the lab, and no namespace has a
+//! default route.
 
 use super::Host;
 use crate::exec::{self, Output};
@@ -94,8 +95,12 @@ pub fn create(record: &NetnsRecord, spec: &LabSpec, lab_dir: &Path, etc_files: &
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
         ip(&["-n", ns, "addr", "add", &format!("{}/{}", h.addr, subnet.net.prefix_len()), "dev", "eth0"])?;
         ip(&["-n", ns, "link", "set", "eth0", "up"])?;
-        // A default route like any LAN host's: it ends at the router, which has no way out.
-        ip(&["-n", ns, "route", "add", "default", "via", &subnet.router.to_string()])?;
+        // No default route: a host reaches only the lab's subnets, so anything aimed elsewhere
+        // (tailscale's bootstrap DNS tries public DERP servers when a dial fails) fails at
+        // once with "network unreachable", before a packet exists.
+        for other in spec.subnets.iter().filter(|o| o.name != subnet.name) {
+            ip(&["-n", ns, "route", "add", &other.net.to_string(), "via", &subnet.router.to_string()])?;
+        }
         make_host_filesystem(record, &h.name, lab_dir, etc_files)?;
     }
     Ok(())
