@@ -106,6 +106,7 @@ impl Lab {
         // here on a crash leaves something the next run can find and remove.
         record.save()?;
         index(&record)?;
+        remove_on_interrupt(&record);
         let mut lab = Lab { hosts: make_hosts(&record)?, record, owned: true, torn_down: Mutex::new(false) };
         // From here the Lab value owns every piece: an error drops it, and Drop tears down.
         let (timings, ips) = lab.provision(started)?;
@@ -159,7 +160,11 @@ impl Lab {
             self.client(name)?.start(&pki.ca_pem)?;
         }
         // One single-use key per client, expiring in minutes: a leaked key is worth nothing.
+        // Made while the daemons start up.
         let keys: Vec<String> = clients.iter().map(|_| headscale.preauth_key(user, "10m")).collect::<Result<_>>()?;
+        for name in &clients {
+            self.client(name)?.await_daemon()?;
+        }
 
         let registration = Instant::now();
         let login_server = spec.server_url();
@@ -280,6 +285,33 @@ impl Lab {
         self.hosts().map(|h| h.services_peak_rss_kib()).sum::<u64>() as f64 / 1024.0
     }
 
+    /// Save what explains a failure into the lab's folder: headscale's view of the nodes,
+    /// each client's status, each host's addresses and routes. Returns the folder.
+    pub fn save_diagnostics(&self) -> PathBuf {
+        let dir = self.record.dir.join("diagnostics");
+        let _ = std::fs::create_dir_all(&dir);
+        let save = |name: &str, out: Result<crate::exec::Output>| {
+            let text = match out {
+                Ok(o) => format!("$ {}  (exit {:?})\n{}{}", o.command, o.code, o.stdout, o.stderr),
+                Err(e) => format!("{e:#}\n"),
+            };
+            let _ = std::fs::write(dir.join(name), text);
+        };
+        save("headscale-nodes.json", self.headscale().cli(&["nodes", "list", "-o", "json"]));
+        for name in self.client_names() {
+            if let Ok(client) = self.client(&name) {
+                save(&format!("{name}-status.json"), client.cli(&["status", "--json"]));
+            }
+        }
+        for host in self.hosts() {
+            save(&format!("{}-ip.txt", host.name()), host.run(&["sh", "-c", "ip addr; ip route; ip -6 route"]));
+        }
+        if let Some(n) = &self.record.netns {
+            save("router-nft.txt", crate::exec::local(&["nsenter", &format!("--net=/run/netns/{}", n.router), "nft", "list", "ruleset"], budget::command()));
+        }
+        dir
+    }
+
     /// Remove the lab: services, namespaces, mounts, its index entry. Its folder (logs,
     /// configs) stays under target/ for reading afterwards.
     pub fn teardown(&self) -> Result<()> {
@@ -305,6 +337,9 @@ impl Lab {
     /// Let the lab outlive this value (`cargo mesh up`): it is now `cargo mesh down`'s to remove.
     pub fn release(mut self) -> LabRecord {
         self.owned = false;
+        if let Ok(mut owned) = OWNED.lock() {
+            owned.retain(|r| r.run_id != self.record.run_id);
+        }
         self.record.clone()
     }
 }
@@ -376,8 +411,34 @@ fn index(record: &LabRecord) -> Result<()> {
     std::os::unix::fs::symlink(&record.dir, &link).with_context(|| format!("indexing the lab at {}", link.display()))
 }
 
+/// Labs this process is building or owns: what Ctrl-C or SIGTERM must remove before exiting.
+static OWNED: Mutex<Vec<LabRecord>> = Mutex::new(Vec::new());
+
+fn remove_on_interrupt(record: &LabRecord) {
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    OWNED.lock().unwrap().push(record.clone());
+    HANDLER.call_once(|| {
+        let installed = ctrlc::set_handler(|| {
+            let owned: Vec<LabRecord> = OWNED.lock().map(|o| o.clone()).unwrap_or_default();
+            for record in owned {
+                say!("interrupted: removing lab {}", record.run_id);
+                if let Err(e) = remove(&record) {
+                    say!("removing lab {} failed: {e:#}", record.run_id);
+                }
+            }
+            std::process::exit(130);
+        });
+        if let Err(e) = installed {
+            say!("no interrupt handler ({e}); an interrupted lab is removed by the next run");
+        }
+    });
+}
+
 /// Remove a lab's every piece, from its record alone, and drop it from the index.
 pub fn remove(record: &LabRecord) -> Result<()> {
+    if let Ok(mut owned) = OWNED.lock() {
+        owned.retain(|r| r.run_id != record.run_id);
+    }
     if let Some(n) = &record.netns {
         netns::teardown(n, &record.dir)?;
     }

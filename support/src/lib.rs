@@ -23,6 +23,7 @@ pub mod poll;
 pub mod prereq;
 pub mod process;
 pub mod report;
+pub mod runner;
 pub mod spec;
 pub mod tailscale;
 pub mod tools;

@@ -12,10 +12,10 @@ pub struct PingStats {
     pub max: Duration,
 }
 
-/// `count` pings 200 ms apart from `host` to `ip`; all must be answered.
+/// `count` pings 50 ms apart from `host` to `ip`; all must be answered.
 pub fn ping(host: &dyn Host, ip: &str, count: u32) -> Result<PingStats> {
     let count_s = count.to_string();
-    let out = host.exec(&["ping", "-n", "-c", &count_s, "-i", "0.2", "-W", "2", ip], None, crate::budget::ping())?;
+    let out = host.exec(&["ping", "-n", "-c", &count_s, "-i", "0.05", "-W", "2", ip], None, crate::budget::ping())?;
     let stats = parse(&out.stdout).ok_or_else(|| anyhow!("{}", out.describe_failure()))?;
     if stats.received < stats.sent || !out.success() {
         return Err(anyhow!("{} of {} pings answered\n{}", stats.received, stats.sent, out.describe_failure()));

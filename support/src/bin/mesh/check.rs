@@ -1,0 +1,124 @@
+//! `cargo mesh check`: one lab, every scenario in priority order, a summary and a report.
+
+use crate::table;
+use anyhow::Result;
+use meshlab::lab::{Lab, LabOptions};
+use meshlab::process::Lifetime;
+use meshlab::report::{read_criteria, Report, Versions};
+use meshlab::runner::{self, RunOutcome};
+use meshlab::say;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
+    let started = Instant::now();
+    // Build the tests first: a compile error should not cost a lab.
+    let binaries = runner::build_test_binaries()?;
+    let mut options = LabOptions::from_env()?;
+    if keep {
+        options.lifetime = Lifetime::Detached;
+    }
+    let lab = Lab::build(options)?;
+    let outcome = run_all(&lab, &binaries)?;
+    let report = report(&lab, &outcome, started);
+    print_summary(&report);
+    write_report(&lab, &report, json.as_ref())?;
+    if !outcome.passed {
+        let diagnostics = lab.save_diagnostics();
+        say!("diagnostics saved in {}", diagnostics.display());
+    }
+    if !outcome.passed && keep {
+        let record = lab.release();
+        println!(
+            "\nThe lab is kept for you to look around:\n  cargo mesh shell client-1 --lab {id}\n  MESH_LAB={id} cargo test --test p1_connectivity\n  cargo mesh down {id}",
+            id = record.run_id
+        );
+    } else {
+        lab.teardown()?;
+    }
+    Ok(if outcome.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub fn run_all(lab: &Lab, binaries: &[runner::TestBinary]) -> Result<RunOutcome> {
+    let dir = &lab.record.dir;
+    runner::run_scenarios(binaries, dir, &dir.join("scenarios"), &dir.join("criteria.jsonl"))
+}
+
+pub fn report(lab: &Lab, outcome: &RunOutcome, started: Instant) -> Report {
+    let r = &lab.record;
+    Report {
+        backend: r.backend.name().into(),
+        lab: r.run_id.clone(),
+        date: now_utc(),
+        versions: Versions {
+            headscale: r.tools.versions.headscale.clone(),
+            tailscale: r.tools.versions.tailscale.clone(),
+            tailscaled: r.tools.versions.tailscaled.clone(),
+        },
+        passed: outcome.passed,
+        seconds: started.elapsed().as_secs_f64(),
+        timings: r.timings.clone(),
+        peak_rss_mib: lab.peak_rss_mib(),
+        scenarios: outcome.scenarios.clone(),
+        criteria: read_criteria(&r.dir.join("criteria.jsonl")),
+        artifacts: r.dir.display().to_string(),
+    }
+}
+
+fn print_summary(report: &Report) {
+    let mut rows = vec![vec!["scenario".to_string(), "status".into(), "seconds".into()]];
+    rows.extend(report.scenarios.iter().map(|s| vec![s.name.clone(), s.status.clone(), format!("{:.1}", s.seconds)]));
+    println!("\n{}", table::render(&rows));
+    let mut rows = vec![vec!["criterion".to_string(), "what".into(), "measured".into(), "limit".into(), "verdict".into()]];
+    rows.extend(report.criteria.iter().map(|c| {
+        vec![
+            c.id.clone(),
+            c.name.clone(),
+            format!("{:.3} {}", c.measured, c.unit),
+            format!("{} {}", c.limit, c.unit),
+            if c.ok { "ok" } else { "FAILED" }.into(),
+        ]
+    }));
+    println!("{}", table::render(&rows));
+    let passed = report.scenarios.iter().filter(|s| s.status == "passed").count();
+    println!(
+        "{} — {passed}/{} scenarios passed in {:.1}s on the {} backend; headscale {}, tailscale {}; lab memory peak {:.0} MiB",
+        if report.passed { "PASSED" } else { "FAILED" },
+        report.scenarios.len(),
+        report.seconds,
+        report.backend,
+        report.versions.headscale,
+        report.versions.tailscale,
+        report.peak_rss_mib
+    );
+}
+
+fn write_report(lab: &Lab, report: &Report, extra: Option<&PathBuf>) -> Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    let in_lab = lab.record.dir.join("report.json");
+    std::fs::write(&in_lab, &text)?;
+    println!("report: {}", in_lab.display());
+    if let Some(path) = extra {
+        std::fs::write(path, &text).map_err(|e| anyhow::anyhow!("writing the report to {}: {e}", path.display()))?;
+        println!("report: {}", path.display());
+    }
+    Ok(())
+}
+
+/// `2026-11-26T15:30:00Z`, from the system clock, without a date crate.
+pub fn now_utc() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}

@@ -1,0 +1,97 @@
+//! Labs that outlive a command: `up`, `status`, `shell`, `down`.
+
+use crate::table;
+use anyhow::{anyhow, bail, Result};
+use meshlab::lab::{self, Lab, LabOptions, LabRecord};
+use meshlab::process::Lifetime;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode};
+
+pub fn up() -> Result<ExitCode> {
+    let mut options = LabOptions::from_env()?;
+    options.lifetime = Lifetime::Detached;
+    let lab = Lab::build(options)?;
+    let clients = lab.client_names().join(", ");
+    let record = lab.release();
+    println!(
+        "lab {id} is up ({backend}): headscale at {url}; clients {clients}\n\
+         point tests at it:  export MESH_LAB={id}   (then cargo test …)\n\
+         a shell in a host:  cargo mesh shell client-1\n\
+         remove it:          cargo mesh down {id}",
+        id = record.run_id,
+        backend = record.backend.name(),
+        url = record.spec.server_url(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The lab a command means: the one named, else MESH_LAB, else the only one there is.
+fn resolve(name: Option<String>) -> Result<LabRecord> {
+    let name = name.or_else(|| std::env::var("MESH_LAB").ok().filter(|v| !v.is_empty()));
+    let labs = lab::indexed();
+    match name {
+        Some(n) => labs
+            .into_iter()
+            .find(|r| r.run_id == n || r.dir.display().to_string() == n)
+            .ok_or_else(|| anyhow!("no running lab {n:?}: `cargo mesh status` lists the running ones")),
+        None => match labs.len() {
+            0 => bail!("no lab is running: start one with `cargo mesh up`"),
+            1 => Ok(labs.into_iter().next().unwrap()),
+            _ => bail!(
+                "{} labs are running ({}): name one (--lab ID, or MESH_LAB)",
+                labs.len(),
+                labs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        },
+    }
+}
+
+pub fn down(name: Option<String>, all: bool) -> Result<ExitCode> {
+    if !all {
+        let record = resolve(name)?;
+        lab::remove(&record)?;
+        println!("lab {} removed (its logs stay in {})", record.run_id, record.dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut removed = Vec::new();
+    for record in lab::indexed() {
+        lab::remove(&record)?;
+        removed.push(record.run_id);
+    }
+    removed.extend(lab::remove_unrecorded_namespaces(&[]));
+    if removed.is_empty() {
+        println!("no labs of this tool on this machine");
+    } else {
+        println!("removed {}: {}", if removed.len() == 1 { "1 lab" } else { "labs" }, removed.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status() -> Result<ExitCode> {
+    let labs = lab::indexed();
+    if labs.is_empty() {
+        println!("no labs running");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![vec!["lab".to_string(), "backend".into(), "kept by".into(), "hosts".into(), "folder".into()]];
+    for r in &labs {
+        let owner = match r.lifetime {
+            Lifetime::Detached => "cargo mesh down".to_string(),
+            Lifetime::WithOwner if r.owner.alive() => format!("process {}", r.owner.pid),
+            Lifetime::WithOwner => format!("nobody (process {} is gone)", r.owner.pid),
+        };
+        let hosts = r.spec.hosts.iter().map(|h| format!("{} {}", h.name, h.addr)).collect::<Vec<_>>().join(", ");
+        rows.push(vec![r.run_id.clone(), r.backend.name().into(), owner, hosts, r.dir.display().to_string()]);
+    }
+    print!("{}", table::render(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn shell(host: &str, name: Option<String>) -> Result<ExitCode> {
+    let record = resolve(name)?;
+    let lab = Lab::attach(&record.dir.display().to_string())?;
+    let argv = lab.host(host)?.shell_argv();
+    eprintln!("a shell in {host} of lab {}; `exit` leaves it", record.run_id);
+    let err = Command::new(&argv[0]).args(&argv[1..]).exec();
+    Err(anyhow!("starting a shell in {host}: {err}"))
+}

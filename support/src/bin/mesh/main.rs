@@ -1,0 +1,119 @@
+//! `cargo mesh`: build a lab and prove the mesh (`check`), keep one running for tests and
+//! shells (`up`, `status`, `shell`, `down`), and measure how fast and steady it is (`bench`).
+
+mod bench;
+mod check;
+mod labs;
+mod table;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "cargo mesh", about = "Prove a self-hosted Headscale mesh works: real headscale and tailscaled in a lab of four hosts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build a lab, run every scenario in priority order (stopping at the first failure),
+    /// print a summary, write the JSON report, tear the lab down.
+    Check {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Also write the JSON report here (it is always written into the lab's folder).
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// After a failure, keep the lab running for `cargo mesh shell` (remove it with `cargo mesh down`).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Build a lab and leave it running; prints the MESH_LAB value that points tests at it.
+    Up {
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// Remove a lab left running by `up` or `check --keep`.
+    Down {
+        /// The lab's run id or folder (default: MESH_LAB, or the only lab there is).
+        lab: Option<String>,
+        /// Remove every lab this tool left on this machine.
+        #[arg(long, conflicts_with = "lab")]
+        all: bool,
+    },
+    /// List the labs on this machine.
+    Status,
+    /// Open a shell inside a lab host (`headscale`, `client-1`, `client-2`, `client-3`).
+    Shell {
+        host: String,
+        /// The lab's run id or folder (default: MESH_LAB, or the only lab there is).
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// Build and check a lab N times; print the median of every phase and the pass count.
+    Bench {
+        #[command(flatten)]
+        lab: LabArgs,
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// Also write the figures as JSON here.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
+}
+
+/// How to build a lab; each flag overrides its environment variable.
+#[derive(Args, Clone)]
+struct LabArgs {
+    /// Backend: netns (default). Overrides MESH_BACKEND.
+    #[arg(long, value_name = "NAME")]
+    backend: Option<String>,
+    /// Subnet A, the server's and client-1's (default 192.168.1.0/24). Overrides MESH_SUBNET_A.
+    #[arg(long, value_name = "CIDR")]
+    subnet_a: Option<String>,
+    /// Subnet B, behind NAT: client-2's and client-3's (default 10.0.0.0/24). Overrides MESH_SUBNET_B.
+    #[arg(long, value_name = "CIDR")]
+    subnet_b: Option<String>,
+}
+
+impl LabArgs {
+    /// Flags become the environment, so the scenario processes see the same choices.
+    fn apply(&self) {
+        for (var, value) in [("MESH_BACKEND", &self.backend), ("MESH_SUBNET_A", &self.subnet_a), ("MESH_SUBNET_B", &self.subnet_b)] {
+            if let Some(v) = value {
+                std::env::set_var(var, v);
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Check { lab, json, keep } => {
+            lab.apply();
+            check::run(json, keep)
+        }
+        Cmd::Up { lab } => {
+            lab.apply();
+            labs::up()
+        }
+        Cmd::Down { lab, all } => labs::down(lab, all),
+        Cmd::Status => labs::status(),
+        Cmd::Shell { host, lab } => labs::shell(&host, lab),
+        Cmd::Bench { lab, runs, json } => {
+            lab.apply();
+            bench::run(runs, json)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mesh: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

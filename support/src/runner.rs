@@ -1,0 +1,131 @@
+//! Running the scenario tests from outside, as `cargo mesh check` does: build the test
+//! binaries once, list their tests in priority order, run each alone against one lab
+//! (`MESH_LAB`), and stop at the first failure. The tests stay the only place scenarios are
+//! written; `cargo test` and `cargo mesh check` run the same code.
+
+use crate::exec::tail;
+use crate::report::{Scenario, CRITERIA_FILE_VAR};
+use crate::say;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// One `tests/pN_….rs` binary.
+#[derive(Debug, Clone)]
+pub struct TestBinary {
+    /// `p1_connectivity`
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl TestBinary {
+    /// `P1` from `p1_connectivity`.
+    pub fn priority(&self) -> String {
+        self.name.split('_').next().unwrap_or_default().to_uppercase()
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Build the scenario test binaries (`tests/p*_*.rs`) and return them in priority order.
+pub fn build_test_binaries() -> Result<Vec<TestBinary>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    say!("building the scenario tests (cargo test --no-run) …");
+    let out = Command::new(&cargo)
+        .args(["test", "--no-run", "--tests", "--package", "headscale-mesh-suite", "--message-format=json-render-diagnostics"])
+        .current_dir(workspace_root())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {cargo} test --no-run"))?;
+    if !out.status.success() {
+        bail!("the scenario tests do not build: see the compiler's messages above");
+    }
+    let mut binaries: Vec<TestBinary> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test")))
+        .filter_map(|m| Some(TestBinary { name: m["target"]["name"].as_str()?.to_string(), path: m["executable"].as_str()?.into() }))
+        .filter(|b| is_scenario_binary(&b.name))
+        .collect();
+    binaries.sort_by_key(|b| b.name.clone());
+    binaries.dedup_by_key(|b| b.name.clone());
+    if binaries.is_empty() {
+        bail!("no scenario tests found (tests/p<N>_<name>.rs)");
+    }
+    Ok(binaries)
+}
+
+/// `p1_connectivity`, `p2_cross_network` …: a priority file.
+fn is_scenario_binary(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next() == Some('p') && chars.next().is_some_and(|c| c.is_ascii_digit()) && name.contains('_')
+}
+
+/// The tests of one binary, in the order libtest lists them.
+pub fn list_tests(binary: &TestBinary) -> Result<Vec<String>> {
+    let out = Command::new(&binary.path).args(["--list", "--format", "terse"]).output()?;
+    if !out.status.success() {
+        bail!("listing the tests of {}: {}", binary.name, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_string).collect())
+}
+
+/// The outcome of running scenarios: each one's status, and where their output is.
+pub struct RunOutcome {
+    pub scenarios: Vec<Scenario>,
+    pub passed: bool,
+}
+
+/// Run every test of `binaries` alone, in order, against the lab in `lab_dir`; after the
+/// first failure the rest are marked `not run`. Each test's output goes to `logs_dir`.
+pub fn run_scenarios(binaries: &[TestBinary], lab_dir: &Path, logs_dir: &Path, criteria_file: &Path) -> Result<RunOutcome> {
+    std::fs::create_dir_all(logs_dir)?;
+    let mut scenarios = Vec::new();
+    let mut failed = false;
+    for binary in binaries {
+        for test in list_tests(binary)? {
+            let id = format!("{}::{test}", binary.name);
+            let name = format!("{} {}", binary.priority(), test.replace("::", " ").replace('_', " "));
+            if failed {
+                scenarios.push(Scenario { id, name, status: "not run".into(), seconds: 0.0 });
+                continue;
+            }
+            let log_path = logs_dir.join(format!("{}.log", id.replace("::", "__")));
+            let log = std::fs::File::create(&log_path)?;
+            let started = Instant::now();
+            let status = Command::new(&binary.path)
+                .args(["--exact", &test, "--test-threads=1", "--nocapture"])
+                .env("MESH_LAB", lab_dir)
+                .env(CRITERIA_FILE_VAR, criteria_file)
+                .env("MESH_QUIET", "1")
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .status()
+                .with_context(|| format!("running {}", binary.path.display()))?;
+            let seconds = started.elapsed().as_secs_f64();
+            let passed = status.success();
+            say!("{:<70} {} ({seconds:.1}s)", name, if passed { "passed" } else { "FAILED" });
+            if !passed {
+                let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+                eprintln!("\n{name} failed; its output ({}):\n    {}\n", log_path.display(), tail(&output, 30));
+                failed = true;
+            }
+            scenarios.push(Scenario { id, name, status: if passed { "passed" } else { "failed" }.into(), seconds });
+        }
+    }
+    Ok(RunOutcome { passed: !failed, scenarios })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scenario_binaries_are_the_priority_files() {
+        assert!(super::is_scenario_binary("p1_connectivity"));
+        assert!(super::is_scenario_binary("p5_resilience"));
+        assert!(!super::is_scenario_binary("harness_teardown"));
+        assert!(!super::is_scenario_binary("perf"));
+    }
+}
