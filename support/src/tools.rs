@@ -74,6 +74,9 @@ fn locate(program: &str, pin: &Pinned) -> Result<(PathBuf, String)> {
     let var = env_var(program);
     if let Ok(given) = std::env::var(&var) {
         let path = PathBuf::from(&given);
+        if !path.is_file() {
+            bail!("{var}={given}: no such file; point it at a {program} {want} binary, or unset it to let the harness build one");
+        }
         let have = version_of(program, &path).with_context(|| format!("{var}={given}"))?;
         if have != want && std::env::var("MESH_ALLOW_VERSION_MISMATCH").as_deref() != Ok("1") {
             bail!(

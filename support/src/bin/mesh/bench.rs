@@ -24,6 +24,7 @@ struct Figures {
 }
 
 pub fn run(runs: u32, json: Option<PathBuf>) -> Result<ExitCode> {
+    LabOptions::from_env()?;
     let binaries = runner::build_test_binaries()?;
     let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut passed = 0;

@@ -13,12 +13,12 @@ use std::time::Instant;
 
 pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
     let started = Instant::now();
-    // Build the tests first: a compile error should not cost a lab.
-    let binaries = runner::build_test_binaries()?;
+    // Bad input first, then the tests: neither a typo nor a compile error should cost a lab.
     let mut options = LabOptions::from_env()?;
     if keep {
         options.lifetime = Lifetime::Detached;
     }
+    let binaries = runner::build_test_binaries()?;
     let lab = Lab::build(options)?;
     let outcome = run_all(&lab, &binaries)?;
     let report = report(&lab, &outcome, started);
