@@ -35,8 +35,10 @@ pub struct Node {
 }
 
 impl<'a> Headscale<'a> {
+    /// Where a real deployment keeps it, in the host's own /etc: `headscale` in a shell on
+    /// the server finds it without `-c`.
     pub fn config_path(&self) -> String {
-        format!("{}/config.yaml", self.host.state_dir())
+        "/etc/headscale/config.yaml".into()
     }
 
     /// The configuration: SQLite, a noise key, MagicDNS, the embedded DERP and STUN on the

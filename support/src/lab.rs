@@ -275,6 +275,16 @@ impl Lab {
         self.record.tailnet_ips.get(client).map(|v| v.as_slice()).ok_or_else(|| anyhow!("{client} has no tailnet addresses recorded"))
     }
 
+    /// The argv of an interactive shell in `host`, with the lab's programs on its PATH.
+    pub fn shell_argv(&self, host: &str) -> Result<Vec<String>> {
+        let tools = &self.record.tools;
+        let dirs: Vec<String> = [&tools.headscale, &tools.tailscale, &tools.tailscaled]
+            .iter()
+            .filter_map(|p| p.parent().map(|d| d.display().to_string()))
+            .collect();
+        Ok(self.host(host)?.shell_argv(&dirs.join(":")))
+    }
+
     /// Where a program is, as the hosts see it. netns hosts share this machine's files.
     fn program(&self, path: &Path) -> String {
         path.display().to_string()

@@ -88,8 +88,9 @@ impl<'a> Tailscale<'a> {
         format!("{}/tailscale", self.host.state_dir())
     }
 
+    /// The default path: each host has its own /run, so `tailscale` needs no flag in a shell.
     pub fn socket(&self) -> String {
-        format!("{}/tailscaled.sock", self.dir())
+        "/run/tailscale/tailscaled.sock".into()
     }
 
     pub fn ca_path(&self) -> String {

@@ -36,8 +36,9 @@ pub trait Host: Send + Sync {
     /// A directory inside the host for its services' state, kept across service restarts.
     fn state_dir(&self) -> String;
 
-    /// The command line that opens an interactive shell inside the host.
-    fn shell_argv(&self) -> Vec<String>;
+    /// The command line that opens an interactive shell inside the host, with `path_prefix`
+    /// (the lab's programs) first on its PATH.
+    fn shell_argv(&self, path_prefix: &str) -> Vec<String>;
 
     /// Peak resident memory of its running services, in KiB.
     fn services_peak_rss_kib(&self) -> u64;

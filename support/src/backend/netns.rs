@@ -135,7 +135,8 @@ fn host_dir(lab_dir: &Path, host: &str) -> PathBuf {
 }
 
 /// Pin a mount and a UTS namespace for the host: /etc becomes an overlay whose writes land in
-/// the host's folder, /sys shows the host's own interfaces, the hostname is the host's name.
+/// the host's folder, /run is its own (sockets, pid files at their usual paths), /sys shows
+/// the host's own interfaces, the hostname is the host's name.
 fn make_host_filesystem(record: &NetnsRecord, host: &str, lab_dir: &Path, etc_files: &[(&str, String)]) -> Result<()> {
     let dir = host_dir(lab_dir, host);
     let upper = dir.join("etc");
@@ -151,7 +152,8 @@ fn make_host_filesystem(record: &NetnsRecord, host: &str, lab_dir: &Path, etc_fi
     std::fs::write(&mnt, "")?;
     std::fs::write(&uts, "")?;
     let setup = format!(
-        "hostname {host} && mount -t sysfs sysfs /sys && mount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc",
+        "hostname {host} && mount -t sysfs sysfs /sys && mount -t tmpfs -o mode=755 tmpfs /run && \
+         mount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc",
         upper.display(),
         work.display()
     );
@@ -399,9 +401,10 @@ impl Host for NetnsHost {
         self.dir.join("state").display().to_string()
     }
 
-    fn shell_argv(&self) -> Vec<String> {
+    fn shell_argv(&self, path_prefix: &str) -> Vec<String> {
         let mut argv = self.enter();
-        argv.extend(["env".into(), format!("PS1=[{}] \\w\\$ ", self.name), "bash".into(), "--norc".into(), "-i".into()]);
+        let path = format!("PATH={path_prefix}:{}", std::env::var("PATH").unwrap_or_default());
+        argv.extend(["env".into(), path, format!("PS1=[{}] \\w\\$ ", self.name), "bash".into(), "--norc".into(), "-i".into()]);
         argv
     }
 

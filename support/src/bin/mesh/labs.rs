@@ -90,7 +90,7 @@ pub fn status() -> Result<ExitCode> {
 pub fn shell(host: &str, name: Option<String>) -> Result<ExitCode> {
     let record = resolve(name)?;
     let lab = Lab::attach(&record.dir.display().to_string())?;
-    let argv = lab.host(host)?.shell_argv();
+    let argv = lab.shell_argv(host)?;
     eprintln!("a shell in {host} of lab {}; `exit` leaves it", record.run_id);
     let err = Command::new(&argv[0]).args(&argv[1..]).exec();
     Err(anyhow!("starting a shell in {host}: {err}"))
