@@ -33,6 +33,11 @@ pub fn register() -> Duration { scaled(60.0) }
 pub fn converge() -> Duration { scaled(120.0) }
 /// One ping exchange across the mesh, direct or relayed, including path discovery.
 pub fn ping() -> Duration { scaled(15.0) }
+/// A path change: a dead direct path is trusted for 6.5 s before magicsock falls back to
+/// DERP; a new one takes a few disco rounds.
+pub fn path_change() -> Duration { scaled(30.0) }
+/// A marker to cross the mesh and show up at its receiver.
+pub fn delivery() -> Duration { scaled(10.0) }
 /// A service's grace to exit on SIGTERM before it gets SIGKILL.
 pub fn stop() -> Duration { scaled(10.0) }
 /// `go install` of one pinned program, cold module and build caches on 2 cores.

@@ -2,8 +2,8 @@
 //! them for real, and the record that lets anyone (this process, `cargo mesh down`, the
 //! next run) find and remove every piece of it.
 
-use crate::backend::netns::{self, NetnsHost, NetnsRecord};
-use crate::backend::{BackendKind, Host};
+use crate::backend::netns::{self, NetnsHost, NetnsRecord, NetnsUnderlay};
+use crate::backend::{BackendKind, Host, Underlay};
 use crate::headscale::Headscale;
 use crate::process::{Lifetime, ProcessId};
 use crate::spec::{LabSpec, Role, SERVER_NAME, USER};
@@ -70,6 +70,7 @@ impl LabOptions {
 pub struct Lab {
     pub record: LabRecord,
     hosts: Vec<Box<dyn Host>>,
+    underlay: Box<dyn Underlay>,
     /// Built by this process (removed by it) rather than attached to.
     owned: bool,
     torn_down: Mutex<bool>,
@@ -107,7 +108,7 @@ impl Lab {
         record.save()?;
         index(&record)?;
         remove_on_interrupt(&record);
-        let mut lab = Lab { hosts: make_hosts(&record)?, record, owned: true, torn_down: Mutex::new(false) };
+        let mut lab = Lab { hosts: make_hosts(&record)?, underlay: make_underlay(&record)?, record, owned: true, torn_down: Mutex::new(false) };
         // From here the Lab value owns every piece: an error drops it, and Drop tears down.
         let (timings, ips) = lab.provision(started)?;
         lab.record.timings = timings;
@@ -130,7 +131,7 @@ impl Lab {
             bail!("lab {} was torn down: start a new one with `cargo mesh up`", record.run_id);
         }
         budget::set_backend_scale(record.backend.time_scale());
-        Ok(Lab { hosts: make_hosts(&record)?, record, owned: false, torn_down: Mutex::new(false) })
+        Ok(Lab { hosts: make_hosts(&record)?, underlay: make_underlay(&record)?, record, owned: false, torn_down: Mutex::new(false) })
     }
 
     /// Make the network, start headscale, start and register every client, and wait for the
@@ -242,6 +243,11 @@ impl Lab {
         Ok(self.hosts.iter().find(|h| h.name() == name).expect("every spec host is made").as_ref())
     }
 
+    /// The router and the hosts' links: firewalls, link cuts, captures.
+    pub fn underlay(&self) -> &dyn Underlay {
+        self.underlay.as_ref()
+    }
+
     pub fn hosts(&self) -> impl Iterator<Item = &dyn Host> {
         self.hosts.iter().map(|h| h.as_ref())
     }
@@ -316,9 +322,7 @@ impl Lab {
         for host in self.hosts() {
             save(&format!("{}-ip.txt", host.name()), host.run(&["sh", "-c", "ip addr; ip route; ip -6 route"]));
         }
-        if let Some(n) = &self.record.netns {
-            save("router-nft.txt", crate::exec::local(&["nsenter", &format!("--net=/run/netns/{}", n.router), "nft", "list", "ruleset"], budget::command()));
-        }
+        let _ = std::fs::write(dir.join("router-nft.txt"), self.underlay.ruleset().unwrap_or_else(|e| format!("{e:#}")));
         dir
     }
 
@@ -383,6 +387,11 @@ impl LabRecord {
     fn abandoned(&self) -> bool {
         !self.torn_down && self.lifetime == Lifetime::WithOwner && !self.owner.alive()
     }
+}
+
+fn make_underlay(record: &LabRecord) -> Result<Box<dyn Underlay>> {
+    let n = record.netns.as_ref().ok_or_else(|| anyhow!("lab {} has no network record", record.run_id))?;
+    Ok(Box::new(NetnsUnderlay::new(n, &record.spec, &record.dir)))
 }
 
 fn make_hosts(record: &LabRecord) -> Result<Vec<Box<dyn Host>>> {

@@ -14,6 +14,7 @@ pub mod backend;
 pub mod budget;
 pub mod exec;
 pub mod fixture;
+pub mod guards;
 pub mod headscale;
 pub mod lab;
 pub mod paths;

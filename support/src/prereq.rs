@@ -22,6 +22,13 @@ const NETNS_NEEDS: &[Need] = &[
     Need { command: "sysctl", package: "procps" },
     Need { command: "ping", package: "iputils-ping" },
     Need { command: "bash", package: "bash" },
+    // What scenarios run inside hosts: captures, a web server, HTTP and DNS clients, a TCP sink.
+    Need { command: "tcpdump", package: "tcpdump" },
+    Need { command: "nginx", package: "nginx-light" },
+    Need { command: "curl", package: "curl" },
+    Need { command: "dig", package: "dnsutils" },
+    Need { command: "nc", package: "netcat-openbsd" },
+    Need { command: "ss", package: "iproute2" },
 ];
 
 fn have(command: &str) -> bool {
@@ -66,6 +73,10 @@ fn install(packages: &[&str]) -> Result<()> {
         bail!("missing system packages {}: install them with your package manager (on Debian: `{command}`)", packages.join(", "));
     }
     say!("installing missing system packages with apt-get: {}", packages.join(" "));
+    // Packages such as nginx start their service on install; nothing of ours may run on the
+    // machine itself. Debian's policy-rc.d convention stops that, for this install only.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let _no_services = if policy.exists() { None } else { Some(NoServiceStarts::install(policy)?) };
     let mut argv = vec!["apt-get", "install", "-y", "--no-install-recommends"];
     argv.extend_from_slice(packages);
     let env_argv: Vec<&str> = std::iter::once("env").chain(std::iter::once("DEBIAN_FRONTEND=noninteractive")).chain(argv.iter().copied()).collect();
@@ -79,4 +90,22 @@ fn install(packages: &[&str]) -> Result<()> {
         .check()
         .map_err(|e| anyhow::anyhow!("{e:#}\ninstalling {} failed: run `{command}` yourself and retry", packages.join(" ")))?;
     Ok(())
+}
+
+/// `/usr/sbin/policy-rc.d` answering 101 ("action forbidden") while it exists.
+struct NoServiceStarts(&'static Path);
+
+impl NoServiceStarts {
+    fn install(path: &'static Path) -> Result<NoServiceStarts> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, "#!/bin/sh\n# written by the mesh suite during apt-get install; removed after\nexit 101\n")?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(NoServiceStarts(path))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
 }

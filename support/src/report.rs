@@ -41,19 +41,63 @@ impl Criterion {
     }
 }
 
+/// A measured figure with no pass mark of its own (its test bounds it by a budget).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Figure {
+    pub id: String,
+    pub name: String,
+    pub measured: f64,
+    pub unit: String,
+}
+
+impl Figure {
+    pub fn new(id: &str, name: &str, measured: f64, unit: &str) -> Figure {
+        Figure { id: id.into(), name: name.into(), measured, unit: unit.into() }
+    }
+
+    /// Note it for the run's report, and in the progress lines.
+    pub fn record(self) -> Figure {
+        crate::say!("{}: {} = {:.3} {}", self.id, self.name, self.measured, self.unit);
+        append(&Measurement::Figure(self.clone()));
+        self
+    }
+}
+
+/// One line of the measurements file.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Measurement {
+    Criterion(Criterion),
+    Figure(Figure),
+}
+
 fn record(c: &Criterion) {
+    append(&Measurement::Criterion(c.clone()));
+}
+
+fn append(m: &Measurement) {
     let Ok(path) = std::env::var(CRITERIA_FILE_VAR) else { return };
-    let line = serde_json::to_string(c).expect("a criterion serializes");
+    let line = serde_json::to_string(m).expect("a measurement serializes");
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let _ = writeln!(f, "{line}");
     }
 }
 
+fn read_measurements(path: &std::path::Path) -> Vec<Measurement> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// Every figure recorded, in order.
+pub fn read_figures(path: &std::path::Path) -> Vec<Figure> {
+    read_measurements(path).into_iter().filter_map(|m| if let Measurement::Figure(f) = m { Some(f) } else { None }).collect()
+}
+
 /// Read back what tests recorded; for one id measured several times, the worst figure wins.
 pub fn read_criteria(path: &std::path::Path) -> Vec<Criterion> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut worst: Vec<Criterion> = Vec::new();
-    for c in text.lines().filter_map(|l| serde_json::from_str::<Criterion>(l).ok()) {
+    let all = read_measurements(path).into_iter().filter_map(|m| if let Measurement::Criterion(c) = m { Some(c) } else { None });
+    for c in all {
         match worst.iter_mut().find(|w| w.id == c.id) {
             Some(w) => {
                 let worse = if w.ok != c.ok { !c.ok } else if c.measured <= c.limit { c.measured > w.measured } else { c.measured < w.measured };
@@ -96,6 +140,8 @@ pub struct Report {
     pub peak_rss_mib: f64,
     pub scenarios: Vec<Scenario>,
     pub criteria: Vec<Criterion>,
+    /// Other measured figures (path restore times, DNS latencies …).
+    pub figures: Vec<Figure>,
     /// Where logs and outputs of this run stay.
     pub artifacts: String,
 }
@@ -118,7 +164,7 @@ mod tests {
         let path = dir.join("c.jsonl");
         let lines: Vec<String> = [3.0, 9.0, 4.0]
             .iter()
-            .map(|m| serde_json::to_string(&Criterion::at_most("SC-002", "ping", *m, 50.0, "ms")).unwrap())
+            .map(|m| serde_json::to_string(&Measurement::Criterion(Criterion::at_most("SC-002", "ping", *m, 50.0, "ms"))).unwrap())
             .collect();
         std::fs::write(&path, lines.join("\n")).unwrap();
         let got = read_criteria(&path);

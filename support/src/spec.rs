@@ -100,6 +100,24 @@ impl LabSpec {
         self.hosts.iter().filter(|h| h.role == Role::Client)
     }
 
+    /// The underlay address `from` should reach `to` at on a direct path: `to`'s own address
+    /// on a shared subnet or when `to` is not behind NAT; the router's address on `from`'s
+    /// subnet when `to` is behind the router's masquerade.
+    pub fn direct_endpoint(&self, from: &str, to: &str) -> Result<Ipv4Addr> {
+        let (from, to) = (self.host(from)?, self.host(to)?);
+        let to_subnet = self.subnet(&to.subnet);
+        if from.subnet == to.subnet || !to_subnet.masqueraded {
+            Ok(to.addr)
+        } else {
+            Ok(self.subnet(&from.subnet).router)
+        }
+    }
+
+    /// The two hosts are on different subnets: their traffic crosses the router.
+    pub fn across_router(&self, a: &str, b: &str) -> Result<bool> {
+        Ok(self.host(a)?.subnet != self.host(b)?.subnet)
+    }
+
     pub fn server_url(&self) -> String {
         format!("https://{SERVER_NAME}")
     }
@@ -154,6 +172,15 @@ mod tests {
             let err = LabSpec::new(a, b).unwrap_err().to_string();
             assert!(err.contains(says), "{a} {b}: {err}");
         }
+    }
+
+    #[test]
+    fn direct_paths_go_through_the_nat_only_towards_subnet_b() {
+        let spec = LabSpec::new(DEFAULT_SUBNET_A, DEFAULT_SUBNET_B).unwrap();
+        let at = |a, b| spec.direct_endpoint(a, b).unwrap().to_string();
+        assert_eq!(at("client-2", "client-3"), "10.0.0.11");
+        assert_eq!(at("client-2", "client-1"), "192.168.1.10");
+        assert_eq!(at("client-1", "client-2"), "192.168.1.1", "client-2 is seen at the router's NAT address");
     }
 
     #[test]

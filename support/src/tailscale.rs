@@ -193,6 +193,36 @@ impl<'a> Tailscale<'a> {
     }
 }
 
+impl Path {
+    /// The `ip:port` of a direct path, if it is one.
+    pub fn direct_ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Path::Direct(endpoint) => endpoint.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()),
+            _ => None,
+        }
+    }
+
+    pub fn is_derp(&self) -> bool {
+        matches!(self, Path::Derp(_))
+    }
+}
+
+impl<'a> Tailscale<'a> {
+    /// Ping `target` with `tailscale ping` until its pong comes over a path `wanted` accepts.
+    /// Paths change by design (disco finds direct paths, drops dead ones), so this is a wait
+    /// on a real condition, with the last path seen in the error.
+    pub fn await_path(&self, target: &str, what: &str, budget: Duration, wanted: impl Fn(&Path) -> bool) -> Result<Pong> {
+        poll::until(&format!("{}: a pong from {target} {what}", self.host.name()), budget, || {
+            let pong = self.ping(target)?;
+            if wanted(&pong.path) {
+                Ok(pong)
+            } else {
+                bail!("pong via {:?}", pong.path)
+            }
+        })
+    }
+}
+
 /// `pong from client-2 (100.64.0.2, 40531) via 192.168.1.1:41641 in 3ms` → path and latency.
 pub fn parse_pong(text: &str) -> Option<Pong> {
     let line = text.lines().find(|l| l.starts_with("pong from "))?;

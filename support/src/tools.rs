@@ -89,11 +89,11 @@ fn locate(program: &str, pin: &Pinned) -> Result<(PathBuf, String)> {
     if let Some(path) = on_path(program) {
         match version_of(program, &path) {
             Ok(have) if have == want => return Ok((path, have)),
-            Ok(have) => eprintln!(
-                "mesh: warning: {} is {program} {have}, not the pinned {want}; using the pinned build instead",
+            Ok(have) => crate::say!(
+                "warning: {} is {program} {have}, not the pinned {want}; using the pinned build instead",
                 path.display()
             ),
-            Err(e) => eprintln!("mesh: warning: {} does not report its version ({e:#}); ignoring it", path.display()),
+            Err(e) => crate::say!("warning: {} does not report its version ({e:#}); ignoring it", path.display()),
         }
     }
     let cached = cache_dir(pin).join(program);
@@ -148,7 +148,7 @@ fn go_install(pin: &Pinned) -> Result<()> {
     std::fs::create_dir_all(&partial)?;
     let started = Instant::now();
     let targets: Vec<String> = pin.commands.iter().map(|c| format!("{}/cmd/{c}@{}", pin.module, pin.version)).collect();
-    eprintln!("mesh: building {} with `go install` into {} (once; later runs reuse it) …", targets.join(" "), dir.display());
+    crate::say!("building {} with `go install` into {} (once; later runs reuse it) …", targets.join(" "), dir.display());
     let go = go.display().to_string();
     // The module proxy here refuses a module's version list, which `go install pkg@v` reads for
     // deprecation notices. Downloading the exact version first, then serving the module cache
@@ -172,7 +172,7 @@ fn go_install(pin: &Pinned) -> Result<()> {
     exec::run("this machine", &shown, cmd, None, budget::go_build())?.check().context("building the systems under test")?;
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&partial, &dir)?;
-    eprintln!("mesh: built {} {} in {:.0?}", pin.module, pin.version, started.elapsed());
+    crate::say!("built {} {} in {:.0?}", pin.module, pin.version, started.elapsed());
     Ok(())
 }
 

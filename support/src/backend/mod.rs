@@ -73,6 +73,37 @@ impl dyn Host + '_ {
     }
 }
 
+/// The lab's underlay as a whole: the router between the subnets and each host's link.
+/// What scenarios do to the network, they do through this.
+pub trait Underlay: Send + Sync {
+    /// Drop (or stop dropping) UDP forwarded between the subnets, except STUN to and from the
+    /// server: peers across the router can then only talk through DERP.
+    fn block_udp_between_subnets(&self, blocked: bool) -> Result<()>;
+
+    /// Take a host's underlay link down, or bring it back.
+    fn set_link(&self, host: &str, up: bool) -> Result<()>;
+
+    /// Start capturing the packets crossing the router, with a pcap filter.
+    fn capture(&self, filter: &str) -> Result<Box<dyn Capture>>;
+
+    /// The router's firewall rules, for diagnostics.
+    fn ruleset(&self) -> Result<String>;
+}
+
+/// A running packet capture.
+pub trait Capture: Send {
+    /// Stop capturing; what was captured.
+    fn stop(self: Box<Self>) -> Result<Captured>;
+}
+
+pub struct Captured {
+    /// The pcap file's bytes: payloads included, to search for plaintext.
+    pub raw: Vec<u8>,
+    /// One line a packet, as `tcpdump -nn -r` prints them.
+    pub packets: Vec<String>,
+    pub path: PathBuf,
+}
+
 /// The backends this harness knows, by the name a user gives (`MESH_BACKEND`, `--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -4,7 +4,7 @@ use crate::table;
 use anyhow::Result;
 use meshlab::lab::{Lab, LabOptions};
 use meshlab::process::Lifetime;
-use meshlab::report::{read_criteria, Report, Versions};
+use meshlab::report::{read_criteria, read_figures, Report, Versions};
 use meshlab::runner::{self, RunOutcome};
 use meshlab::say;
 use std::path::PathBuf;
@@ -62,6 +62,7 @@ pub fn report(lab: &Lab, outcome: &RunOutcome, started: Instant) -> Report {
         peak_rss_mib: lab.peak_rss_mib(),
         scenarios: outcome.scenarios.clone(),
         criteria: read_criteria(&r.dir.join("criteria.jsonl")),
+        figures: read_figures(&r.dir.join("criteria.jsonl")),
         artifacts: r.dir.display().to_string(),
     }
 }
@@ -81,6 +82,11 @@ fn print_summary(report: &Report) {
         ]
     }));
     println!("{}", table::render(&rows));
+    if !report.figures.is_empty() {
+        let mut rows = vec![vec!["figure".to_string(), "what".into(), "measured".into()]];
+        rows.extend(report.figures.iter().map(|f| vec![f.id.clone(), f.name.clone(), format!("{:.3} {}", f.measured, f.unit)]));
+        println!("{}", table::render(&rows));
+    }
     let passed = report.scenarios.iter().filter(|s| s.status == "passed").count();
     println!(
         "{} — {passed}/{} scenarios passed in {:.1}s on the {} backend; headscale {}, tailscale {}; lab memory peak {:.0} MiB",

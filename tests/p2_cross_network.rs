@@ -1,0 +1,115 @@
+//! P2 — cross-network. client-1 on subnet A and client-2, client-3 on subnet B (behind the
+//! router's NAT) reach each other over the tailnet; the path each pair takes is the one the
+//! topology allows; with UDP blocked between the subnets traffic is relayed by DERP; and the
+//! underlay never carries the mesh's traffic as plaintext (SC-006).
+
+use anyhow::{ensure, Context, Result};
+use meshlab::guards::{unique_marker, Running, UdpBlocked};
+use meshlab::ping::ping;
+use meshlab::report::{Criterion, Figure};
+use meshlab::{budget, lab, say};
+use rstest::rstest;
+use serial_test::serial;
+use std::time::Instant;
+
+#[rstest]
+#[case::client_1_to_client_2("client-1", "client-2")]
+#[case::client_2_to_client_1("client-2", "client-1")]
+#[case::client_1_to_client_3("client-1", "client-3")]
+#[case::client_3_to_client_1("client-3", "client-1")]
+#[serial]
+fn reaches_peer_across_the_router(#[case] from: &str, #[case] to: &str) -> Result<()> {
+    let lab = lab();
+    ensure!(lab.record.spec.across_router(from, to)?, "{from} and {to} share a subnet: not a cross-network pair");
+    let ip = lab.tailnet_ipv4(to)?;
+    ping(lab.host(from)?, &ip, 3).with_context(|| format!("{from} pinging {to} at {ip} across the router"))?;
+    Ok(())
+}
+
+/// Every pair finds a direct path: on subnet B directly, from B to A straight to client-1,
+/// and from A to B through the NAT mapping at the router's address on A.
+#[rstest]
+#[case::client_2_to_client_3("client-2", "client-3")]
+#[case::client_3_to_client_2("client-3", "client-2")]
+#[case::client_2_to_client_1("client-2", "client-1")]
+#[case::client_3_to_client_1("client-3", "client-1")]
+#[case::client_1_to_client_2("client-1", "client-2")]
+#[case::client_1_to_client_3("client-1", "client-3")]
+#[serial]
+fn takes_the_direct_path_the_topology_allows(#[case] from: &str, #[case] to: &str) -> Result<()> {
+    let lab = lab();
+    let want = lab.record.spec.direct_endpoint(from, to)?;
+    let client = lab.client(from)?;
+    let pong = client.await_path(&lab.tailnet_ipv4(to)?, "over a direct path", budget::path_change(), |p| p.direct_ip().is_some())?;
+    let got = pong.path.direct_ip().expect("a direct path");
+    ensure!(got == want, "{from} → {to}: expected a direct path to {want}, the path is {:?}", pong.path);
+    let status = client.status()?;
+    let cur = status.peer(to).map(|p| p.cur_addr.clone()).unwrap_or_default();
+    ensure!(cur.starts_with(&format!("{want}:")), "{from}'s status shows {to}'s CurAddr as {cur:?}, expected {want}:<port>");
+    Ok(())
+}
+
+/// With UDP dropped between the subnets (DERP over HTTPS and STUN to the server still allowed),
+/// cross-router pairs fall back to DERP and still talk; the same-subnet pair stays direct.
+/// Lifting the block brings the direct path back; how long that takes is measured.
+#[test]
+#[serial]
+fn relays_through_derp_when_udp_between_subnets_is_blocked() -> Result<()> {
+    let lab = lab();
+    let blocked = UdpBlocked::new(lab.underlay())?;
+    for (from, to) in [("client-1", "client-2"), ("client-2", "client-1"), ("client-3", "client-1")] {
+        let ip = lab.tailnet_ipv4(to)?;
+        let pong = lab.client(from)?.await_path(&ip, "relayed by DERP", budget::path_change(), |p| p.is_derp())?;
+        say!("{from} → {to} with UDP blocked: {:?} in {:.1?}", pong.path, pong.latency);
+        ping(lab.host(from)?, &ip, 3).with_context(|| format!("{from} pinging {to} through DERP"))?;
+    }
+    let same_subnet = lab.client("client-2")?.ping(&lab.tailnet_ipv4("client-3")?)?;
+    ensure!(same_subnet.path.direct_ip().is_some(), "client-2 → client-3 share subnet B and should stay direct, went {:?}", same_subnet.path);
+
+    blocked.lift()?;
+    let lifted = Instant::now();
+    lab.client("client-1")?.await_path(&lab.tailnet_ipv4("client-2")?, "over a direct path again", budget::path_change(), |p| {
+        p.direct_ip().is_some()
+    })?;
+    Figure::new("P2-direct-restored", "direct path back after the UDP block is lifted", lifted.elapsed().as_secs_f64(), "s").record();
+    Ok(())
+}
+
+/// SC-006: a marker sent over the mesh never shows on the underlay, while the capture does see
+/// the tunnel's packets, and does see a control marker sent over the underlay in the clear.
+#[test]
+#[serial]
+fn the_underlay_never_carries_mesh_traffic_in_plaintext() -> Result<()> {
+    let lab = lab();
+    let (c1, c2) = (lab.host("client-1")?, lab.host("client-2")?);
+    let secret = unique_marker("mesh-secret");
+    let control = unique_marker("underlay-control");
+    let c2_tailnet = lab.tailnet_ipv4("client-2")?;
+    let c1_underlay = lab.record.spec.host("client-1")?.addr.to_string();
+
+    let capture = lab.underlay().capture("tcp or udp")?;
+    let mesh_sink = Running::start(c2, "mesh-sink", &["nc", "-lk", &c2_tailnet, "7777"])?;
+    let plain_sink = Running::start(c1, "plain-sink", &["nc", "-lk", &c1_underlay, "7778"])?;
+    let send = |from: &dyn meshlab::backend::Host, text: &str, ip: &str, port: &str| -> Result<()> {
+        meshlab::poll::until(&format!("{} sending to {ip}:{port}", from.name()), budget::delivery(), || {
+            from.succeed(&["sh", "-c", &format!("printf '%s\\n' '{text}' | nc -N -w 3 {ip} {port}")]).map(|_| ())
+        })
+    };
+    send(c1, &secret, &c2_tailnet, "7777")?;
+    send(c2, &control, &c1_underlay, "7778")?;
+    meshlab::poll::until("both markers received", budget::delivery(), || {
+        ensure!(mesh_sink.output().contains(&secret), "client-2 has not received the mesh marker yet");
+        ensure!(plain_sink.output().contains(&control), "client-1 has not received the control marker yet");
+        Ok(())
+    })?;
+    let captured = capture.stop()?;
+
+    let find = |needle: &str| captured.raw.windows(needle.len()).filter(|w| *w == needle.as_bytes()).count();
+    ensure!(find(&control) > 0, "the capture ({}) missed the plaintext control marker: it cannot be trusted", captured.path.display());
+    let tunnel = captured.packets.iter().filter(|l| l.contains("UDP") && l.contains(".41641")).count();
+    ensure!(tunnel > 0, "no WireGuard packets in the capture ({}): the marker did not cross the underlay", captured.path.display());
+    Criterion::at_most("SC-006", "mesh payloads seen in plaintext on the underlay", find(&secret) as f64, 0.0, "packets")
+        .check()
+        .with_context(|| format!("capture: {}", captured.path.display()))?;
+    Ok(())
+}
