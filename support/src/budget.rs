@@ -33,6 +33,8 @@ pub fn register() -> Duration { scaled(60.0) }
 pub fn converge() -> Duration { scaled(120.0) }
 /// One ping exchange across the mesh, direct or relayed, including path discovery.
 pub fn ping() -> Duration { scaled(15.0) }
+/// One pong over a live path, when waiting for the path to change: it answers in milliseconds.
+pub fn pong() -> Duration { scaled(2.0) }
 /// A path change: a dead direct path is trusted for 6.5 s before magicsock falls back to
 /// DERP; a new one takes a few disco rounds.
 pub fn path_change() -> Duration { scaled(30.0) }

@@ -183,11 +183,16 @@ impl<'a> Tailscale<'a> {
     /// established") on a relayed one, without the 1 s pause `--until-direct=false` adds; a
     /// pong in the output is the answer either way, and the caller judges the path.
     pub fn ping(&self, target: &str) -> Result<Pong> {
-        let timeout = format!("--timeout={}s", budget::ping().as_secs());
+        self.ping_within(target, budget::ping())
+    }
+
+    /// As [`Tailscale::ping`], giving up on the pong after `timeout`.
+    pub fn ping_within(&self, target: &str, timeout: Duration) -> Result<Pong> {
+        let timeout_flag = format!("--timeout={}ms", timeout.as_millis());
         let out = self.host.exec(
-            &[&self.tailscale, &format!("--socket={}", self.socket()), "ping", "-c", "1", &timeout, target],
+            &[&self.tailscale, &format!("--socket={}", self.socket()), "ping", "-c", "1", &timeout_flag, target],
             None,
-            budget::ping() + budget::command(),
+            timeout + budget::command(),
         )?;
         parse_pong(&out.stdout).ok_or_else(|| anyhow!("no pong from {target}: {}", out.describe_failure()))
     }
@@ -213,7 +218,9 @@ impl<'a> Tailscale<'a> {
     /// on a real condition, with the last path seen in the error.
     pub fn await_path(&self, target: &str, what: &str, budget: Duration, wanted: impl Fn(&Path) -> bool) -> Result<Pong> {
         poll::until(&format!("{}: a pong from {target} {what}", self.host.name()), budget, || {
-            let pong = self.ping(target)?;
+            // A live path answers in milliseconds: a short wait per attempt lets a dead path
+            // show as dead quickly, and leaves the budget to the path change itself.
+            let pong = self.ping_within(target, budget::pong())?;
             if wanted(&pong.path) {
                 Ok(pong)
             } else {

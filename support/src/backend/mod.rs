@@ -92,6 +92,9 @@ pub trait Underlay: Send + Sync {
 
 /// A running packet capture.
 pub trait Capture: Send {
+    /// What has been captured so far (the pcap file's bytes), while it goes on.
+    fn so_far(&self) -> Result<Vec<u8>>;
+
     /// Stop capturing; what was captured.
     fn stop(self: Box<Self>) -> Result<Captured>;
 }

@@ -189,7 +189,8 @@ impl Underlay for NetnsUnderlay {
         let log = self.captures.join(format!("capture-{n}.log"));
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/run/netns/{}", self.router))
-            .args(["tcpdump", "-i", "any", "-U", "-nn", "-w"])
+            // Immediate mode: packets still in the kernel's ring when tcpdump is stopped would be lost.
+            .args(["tcpdump", "-i", "any", "--immediate-mode", "-U", "-nn", "-Z", "root", "-w"])
             .arg(&path)
             .arg(filter)
             .stdin(Stdio::null())
@@ -224,6 +225,10 @@ struct NetnsCapture {
 }
 
 impl Capture for NetnsCapture {
+    fn so_far(&self) -> Result<Vec<u8>> {
+        std::fs::read(&self.path).with_context(|| format!("reading {}", self.path.display()))
+    }
+
     fn stop(mut self: Box<Self>) -> Result<Captured> {
         // SIGTERM: tcpdump flushes its file and exits.
         self.id.terminate(budget::stop());
