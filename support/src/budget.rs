@@ -40,6 +40,10 @@ pub fn pong() -> Duration { scaled(2.0) }
 pub fn path_change() -> Duration { scaled(30.0) }
 /// A marker to cross the mesh and show up at its receiver.
 pub fn delivery() -> Duration { scaled(10.0) }
+/// A service such as nginx from start to listening.
+pub fn service_ready() -> Duration { scaled(10.0) }
+/// A request that should be refused: a refusal is immediate, a silent drop waits this long.
+pub fn refused() -> Duration { scaled(3.0) }
 /// A service's grace to exit on SIGTERM before it gets SIGKILL.
 pub fn stop() -> Duration { scaled(10.0) }
 /// `go install` of one pinned program, cold module and build caches on 2 cores.

@@ -28,5 +28,6 @@ pub mod runner;
 pub mod spec;
 pub mod tailscale;
 pub mod tools;
+pub mod web;
 
 pub use fixture::lab;
