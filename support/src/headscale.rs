@@ -32,6 +32,24 @@ pub struct Node {
     pub ip_addresses: Vec<String>,
     #[serde(default)]
     pub online: bool,
+    /// When the node's key expires(d), if ever: `tailscale logout` sets it to the logout time.
+    #[serde(default)]
+    pub expiry: Option<Timestamp>,
+}
+
+/// A protobuf timestamp as headscale's JSON shows it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct Timestamp {
+    #[serde(default)]
+    pub seconds: i64,
+}
+
+impl Node {
+    /// The key has expired: the node is out of the mesh until it logs in again.
+    pub fn expired(&self) -> bool {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        self.expiry.is_some_and(|t| t.seconds > 0 && t.seconds <= now)
+    }
 }
 
 impl<'a> Headscale<'a> {
@@ -149,6 +167,10 @@ impl<'a> Headscale<'a> {
     /// Create the user and return its numeric id (recent releases take `--user <id>`).
     pub fn create_user(&self, name: &str) -> Result<u64> {
         self.cli(&["users", "create", name])?.check()?;
+        self.user_id(name)
+    }
+
+    pub fn user_id(&self, name: &str) -> Result<u64> {
         let users = self.cli_json(&["users", "list"])?;
         users
             .as_array()
@@ -172,6 +194,13 @@ impl<'a> Headscale<'a> {
             return Ok(Vec::new());
         }
         serde_json::from_value(nodes.clone()).with_context(|| format!("reading `headscale nodes list -o json`: {nodes}"))
+    }
+
+    /// Remove a node from the server, as an admin would (`headscale nodes delete`).
+    pub fn delete_node(&self, name: &str) -> Result<()> {
+        let node = self.node(name)?;
+        self.cli(&["nodes", "delete", "--identifier", &node.id.to_string(), "--force"])?.check()?;
+        Ok(())
     }
 
     pub fn node(&self, name: &str) -> Result<Node> {

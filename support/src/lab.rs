@@ -22,6 +22,8 @@ pub const RUN_ID_LEN: usize = 6;
 /// How many finished labs' folders (logs, configs) are kept under target/.
 const KEEP_FINISHED: usize = 10;
 const RECORD: &str = "lab.json";
+/// The lab CA's certificate, in the lab's folder.
+const CA_FILE: &str = "lab-ca.pem";
 
 /// Everything needed to use, attach to, or remove a lab. Saved as `lab.json` in its folder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +152,8 @@ impl Lab {
 
         let phase = Instant::now();
         let pki = pki::issue(&record.run_id, SERVER_NAME, spec.server().addr)?;
+        // Kept for clients that join later; only the CA's certificate, never a key.
+        std::fs::write(record.dir.join(CA_FILE), &pki.ca_pem)?;
         let headscale = self.headscale();
         headscale.start(spec, &pki.server_cert_pem, &pki.server_key_pem)?;
         let user = headscale.create_user(USER)?;
@@ -236,6 +240,25 @@ impl Lab {
             }
             Ok(())
         })
+    }
+
+    /// Bring a client that joins later into the mesh: start tailscaled, register it with a
+    /// fresh single-use key. Returns once it is Running; a [`Joined`] guard makes it leave.
+    pub fn join(&self, name: &str) -> Result<Joined<'_>> {
+        if !self.record.spec.host(name)?.joins_later {
+            bail!("{name} is part of the mesh from the start; only a late client joins");
+        }
+        let client = self.client(name)?;
+        let ca = std::fs::read_to_string(self.record.dir.join(CA_FILE))?;
+        let headscale = self.headscale();
+        let user = headscale.user_id(USER)?;
+        let key = headscale.preauth_key(user, "10m")?;
+        let joined = Joined { lab: self, name: name.to_string() };
+        client.start(&ca)?;
+        client.await_daemon()?;
+        client.up(&self.record.spec.server_url(), &key, name)?;
+        say!("{name} joined the mesh as {:?}", client.ips()?);
+        Ok(joined)
     }
 
     pub fn host(&self, name: &str) -> Result<&dyn Host> {
@@ -355,6 +378,46 @@ impl Lab {
             owned.retain(|r| r.run_id != self.record.run_id);
         }
         self.record.clone()
+    }
+}
+
+/// A late client in the mesh; dropping it takes it out again: logged out, its tailscaled
+/// stopped and its state wiped, its node deleted from headscale if still listed.
+pub struct Joined<'a> {
+    lab: &'a Lab,
+    name: String,
+}
+
+impl Joined<'_> {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Deregister cleanly from the client's side (`tailscale logout`).
+    pub fn logout(&self) -> Result<()> {
+        self.lab.client(&self.name)?.cli(&["logout"])?.check()?;
+        Ok(())
+    }
+
+    fn leave(&self) -> Result<()> {
+        let client = self.lab.client(&self.name)?;
+        let _ = client.cli(&["logout"]);
+        client.host.stop_service(crate::tailscale::SERVICE)?;
+        client.host.succeed(&["rm", "-rf", &client.state_path()])?;
+        let headscale = self.lab.headscale();
+        for node in headscale.nodes()?.iter().filter(|n| n.name == self.name || n.given_name.starts_with(&self.name)) {
+            headscale.cli(&["nodes", "delete", "--identifier", &node.id.to_string(), "--force"])?.check()?;
+        }
+        say!("{} left the mesh", self.name);
+        Ok(())
+    }
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.leave() {
+            say!("{} could not leave the mesh cleanly: {e:#}", self.name);
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod progress;
 
 pub mod backend;
 pub mod budget;
+pub mod dns;
 pub mod exec;
 pub mod fixture;
 pub mod guards;

@@ -40,6 +40,9 @@ pub struct HostSpec {
     pub role: Role,
     pub subnet: String,
     pub addr: Ipv4Addr,
+    /// A client that exists from the start but joins the mesh only when a scenario says so.
+    #[serde(default)]
+    pub joins_later: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,7 +65,13 @@ impl LabSpec {
         }
         let at = |net: Ipv4Net, n: u32| Ipv4Addr::from(u32::from(net.network()) + n);
         let subnet = |name: &str, net: Ipv4Net, masqueraded| Subnet { name: name.into(), net, router: at(net, 1), masqueraded };
-        let host = |name: &str, role, subnet: &str, net, n| HostSpec { name: name.into(), role, subnet: subnet.into(), addr: at(net, n) };
+        let host = |name: &str, role, subnet: &str, net, n| HostSpec {
+            name: name.into(),
+            role,
+            subnet: subnet.into(),
+            addr: at(net, n),
+            joins_later: false,
+        };
         Ok(LabSpec {
             subnets: vec![subnet("a", a, false), subnet("b", b, true)],
             hosts: vec![
@@ -70,6 +79,8 @@ impl LabSpec {
                 host("client-1", Role::Client, "a", a, 10),
                 host("client-2", Role::Client, "b", b, 10),
                 host("client-3", Role::Client, "b", b, 11),
+                // Joins at run time (P4): a node that arrives after the mesh formed.
+                HostSpec { joins_later: true, ..host("client-4", Role::Client, "b", b, 12) },
             ],
         })
     }
@@ -96,8 +107,14 @@ impl LabSpec {
         self.hosts.iter().find(|h| h.role == Role::Server).expect("a lab has a server")
     }
 
+    /// The clients that form the mesh from the start.
     pub fn clients(&self) -> impl Iterator<Item = &HostSpec> {
-        self.hosts.iter().filter(|h| h.role == Role::Client)
+        self.hosts.iter().filter(|h| h.role == Role::Client && !h.joins_later)
+    }
+
+    /// The clients that join only when a scenario makes them.
+    pub fn late_clients(&self) -> impl Iterator<Item = &HostSpec> {
+        self.hosts.iter().filter(|h| h.role == Role::Client && h.joins_later)
     }
 
     /// The underlay address `from` should reach `to` at on a direct path: `to`'s own address
@@ -158,6 +175,8 @@ mod tests {
         assert_eq!(addr("client-3"), "10.0.0.11");
         assert!(spec.subnet("b").masqueraded && !spec.subnet("a").masqueraded);
         assert_eq!(spec.clients().count(), 3);
+        assert_eq!(spec.late_clients().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["client-4"]);
+        assert_eq!(spec.host("client-4").unwrap().addr.to_string(), "10.0.0.12");
     }
 
     #[test]

@@ -88,6 +88,11 @@ impl<'a> Tailscale<'a> {
         format!("{}/tailscale", self.host.state_dir())
     }
 
+    /// tailscaled's state directory (node key, prefs): keep it and the node keeps its identity.
+    pub fn state_path(&self) -> String {
+        self.dir()
+    }
+
     /// The default path: each host has its own /run, so `tailscale` needs no flag in a shell.
     pub fn socket(&self) -> String {
         "/run/tailscale/tailscaled.sock".into()
