@@ -52,3 +52,13 @@ pub fn go_build() -> Duration { scaled(1800.0) }
 pub fn apt() -> Duration { scaled(600.0) }
 /// The pause between two attempts of a poll: short, the conditions change within milliseconds.
 pub fn poll_interval() -> Duration { Duration::from_millis(100) }
+
+/// The soak's length (SC-003): `MESH_SOAK` (e.g. `10s`, `15m`, `1h`, the plan's hour), 10 s by
+/// default so that a check stays quick. Not scaled: it is a duration asked for, not a limit.
+pub fn soak() -> anyhow::Result<Duration> {
+    match std::env::var("MESH_SOAK") {
+        Ok(v) => humantime::parse_duration(v.trim())
+            .map_err(|_| anyhow::anyhow!("MESH_SOAK={v:?} is not a duration: give one such as 10s, 15m or 1h")),
+        Err(_) => Ok(Duration::from_secs(10)),
+    }
+}

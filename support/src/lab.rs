@@ -56,6 +56,7 @@ pub struct Timings {
 }
 
 /// How a lab is to be built.
+#[derive(Clone)]
 pub struct LabOptions {
     pub backend: BackendKind,
     pub spec: LabSpec,

@@ -79,12 +79,19 @@ pub struct RunOutcome {
     pub passed: bool,
 }
 
+/// Scenarios that break the mesh on purpose (`*_resilience`) get a lab of their own, so the
+/// shared lab's other scenarios never see the damage.
+pub fn needs_own_lab(binary: &TestBinary) -> bool {
+    binary.name.ends_with("_resilience")
+}
+
 /// Run every test of `binaries` alone, in order, against the lab in `lab_dir`; after the
-/// first failure the rest are marked `not run`. Each test's output goes to `logs_dir`.
-pub fn run_scenarios(binaries: &[TestBinary], lab_dir: &Path, logs_dir: &Path, criteria_file: &Path) -> Result<RunOutcome> {
+/// first failure (or from the start, if `skip` says an earlier one failed) the rest are
+/// marked `not run`. Each test's output goes to `logs_dir`.
+pub fn run_scenarios(binaries: &[TestBinary], lab_dir: &Path, logs_dir: &Path, criteria_file: &Path, skip: bool) -> Result<RunOutcome> {
     std::fs::create_dir_all(logs_dir)?;
     let mut scenarios = Vec::new();
-    let mut failed = false;
+    let mut failed = skip;
     for binary in binaries {
         for test in list_tests(binary)? {
             let id = format!("{}::{test}", binary.name);
@@ -119,8 +126,26 @@ pub fn run_scenarios(binaries: &[TestBinary], lab_dir: &Path, logs_dir: &Path, c
     Ok(RunOutcome { passed: !failed, scenarios })
 }
 
+impl RunOutcome {
+    pub fn new() -> RunOutcome {
+        RunOutcome { scenarios: Vec::new(), passed: true }
+    }
+
+    pub fn extend(&mut self, more: RunOutcome) {
+        self.scenarios.extend(more.scenarios);
+        self.passed &= more.passed;
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_resilience_scenarios_get_a_lab_of_their_own() {
+        let b = |n: &str| super::TestBinary { name: n.into(), path: "/x".into() };
+        assert!(super::needs_own_lab(&b("p5_resilience")));
+        assert!(!super::needs_own_lab(&b("p2_cross_network")));
+    }
+
     #[test]
     fn scenario_binaries_are_the_priority_files() {
         assert!(super::is_scenario_binary("p1_connectivity"));

@@ -24,14 +24,14 @@ struct Figures {
 }
 
 pub fn run(runs: u32, json: Option<PathBuf>) -> Result<ExitCode> {
-    LabOptions::from_env()?;
+    let options = LabOptions::from_env()?;
     let binaries = runner::build_test_binaries()?;
     let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut passed = 0;
     for i in 1..=runs.max(1) {
         say!("bench run {i} of {runs}");
         let started = Instant::now();
-        let lab = match Lab::build(LabOptions::from_env()?) {
+        let lab = match Lab::build(options.clone()) {
             Ok(lab) => lab,
             Err(e) => {
                 say!("run {i}: the lab did not build: {e:#}");
@@ -39,7 +39,7 @@ pub fn run(runs: u32, json: Option<PathBuf>) -> Result<ExitCode> {
             }
         };
         let t = lab.record.timings.clone();
-        let outcome = check::run_all(&lab, &binaries)?;
+        let outcome = check::run_all(&lab, &options, &binaries)?;
         let scenarios_s: f64 = outcome.scenarios.iter().map(|s| s.seconds).sum();
         let mut add = |k: &str, v: f64| samples.entry(k.to_string()).or_default().push(v);
         add("1 lab network up (s)", t.network);

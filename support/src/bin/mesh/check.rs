@@ -19,8 +19,8 @@ pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
         options.lifetime = Lifetime::Detached;
     }
     let binaries = runner::build_test_binaries()?;
-    let lab = Lab::build(options)?;
-    let outcome = run_all(&lab, &binaries)?;
+    let lab = Lab::build(options.clone())?;
+    let outcome = run_all(&lab, &options, &binaries)?;
     let report = report(&lab, &outcome, started);
     print_summary(&report);
     write_report(&lab, &report, json.as_ref())?;
@@ -40,9 +40,29 @@ pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
     Ok(if outcome.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-pub fn run_all(lab: &Lab, binaries: &[runner::TestBinary]) -> Result<RunOutcome> {
+/// Every scenario binary in priority order: against `lab`, or against a lab of its own for the
+/// disruptive ones. Measurements all go to `lab`'s criteria file.
+pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary]) -> Result<RunOutcome> {
     let dir = &lab.record.dir;
-    runner::run_scenarios(binaries, dir, &dir.join("scenarios"), &dir.join("criteria.jsonl"))
+    let (logs, criteria) = (dir.join("scenarios"), dir.join("criteria.jsonl"));
+    let mut outcome = RunOutcome::new();
+    for binary in binaries {
+        let group = std::slice::from_ref(binary);
+        if runner::needs_own_lab(binary) && outcome.passed {
+            say!("{} breaks the mesh on purpose: it gets a lab of its own", binary.priority());
+            let own = Lab::build(LabOptions { lifetime: Lifetime::WithOwner, ..options.clone() })?;
+            let result = runner::run_scenarios(group, &own.record.dir, &logs, &criteria, false)?;
+            if !result.passed {
+                say!("diagnostics saved in {}", own.save_diagnostics().display());
+            }
+            own.teardown()?;
+            outcome.extend(result);
+        } else {
+            let skip = !outcome.passed;
+            outcome.extend(runner::run_scenarios(group, dir, &logs, &criteria, skip)?);
+        }
+    }
+    Ok(outcome)
 }
 
 pub fn report(lab: &Lab, outcome: &RunOutcome, started: Instant) -> Report {

@@ -1,0 +1,156 @@
+//! P5 — resilience. The mesh outlives its control server, recovers from a cut link, keeps its
+//! identity across restarts, deregisters cleanly, and stays up under a soak. These scenarios
+//! break things on purpose: `cargo mesh check` gives them a lab of their own, and each one
+//! leaves the mesh whole again.
+
+use anyhow::{ensure, Context, Result};
+use meshlab::lab::Lab;
+use meshlab::report::{Criterion, Figure};
+use meshlab::{budget, lab, poll};
+use serial_test::serial;
+use std::time::{Duration, Instant};
+
+/// SC-005's limit on reconnecting after an interruption.
+const RECONNECT_LIMIT_S: f64 = 30.0;
+/// How long the mesh must keep working with the control server gone.
+const WITHOUT_CONTROL: Duration = Duration::from_secs(5);
+/// How long a link stays cut.
+const LINK_CUT: Duration = Duration::from_secs(3);
+/// SC-003's floor on mesh uptime.
+const UPTIME_FLOOR_PERCENT: f64 = 99.0;
+
+/// Every ordered pair of initial clients.
+fn pairs(lab: &Lab) -> Vec<(String, String)> {
+    let clients = lab.client_names();
+    clients.iter().flat_map(|a| clients.iter().filter(move |b| *b != a).map(move |b| (a.clone(), b.clone()))).collect()
+}
+
+/// One ping from `from` to `to`'s tailnet IPv4, answered within a second.
+fn reaches(lab: &Lab, from: &str, to: &str) -> Result<()> {
+    let ip = lab.tailnet_ipv4(to)?;
+    lab.host(from)?.succeed(&["ping", "-n", "-c", "1", "-W", "1", &ip]).map(|_| ()).with_context(|| format!("{from} → {to}"))
+}
+
+#[test]
+#[serial]
+fn the_mesh_outlives_its_control_server_and_reconnects_when_it_returns() -> Result<()> {
+    let lab = lab();
+    let headscale = lab.headscale();
+    let before: Vec<(String, u64)> = headscale.nodes()?.into_iter().map(|n| (n.given_name, n.id)).collect();
+    headscale.host.stop_service(meshlab::headscale::SERVICE)?;
+
+    // Peers keep talking while the server is away: every pair, again and again.
+    let down = Instant::now();
+    while down.elapsed() < WITHOUT_CONTROL {
+        for (from, to) in pairs(lab) {
+            reaches(lab, &from, &to).context("with the control server down")?;
+        }
+    }
+    Figure::new("P5-without-control", "mesh kept working with the control server down", down.elapsed().as_secs_f64(), "s").record();
+
+    // headscale comes back from its SQLite state; every client is online again.
+    headscale.start_service()?;
+    headscale.await_ready(&lab.record.spec)?;
+    let back = Instant::now();
+    poll::until("every client online in headscale again", budget::converge(), || {
+        let nodes = headscale.nodes()?;
+        let offline: Vec<_> = nodes.iter().filter(|n| !n.online).map(|n| n.given_name.clone()).collect();
+        ensure!(offline.is_empty(), "offline: {offline:?}");
+        Ok(())
+    })?;
+    Criterion::at_most("SC-005", "reconnect after an interruption", back.elapsed().as_secs_f64(), RECONNECT_LIMIT_S, "s").check()?;
+    let after: Vec<(String, u64)> = headscale.nodes()?.into_iter().map(|n| (n.given_name, n.id)).collect();
+    ensure!(after == before, "registrations changed across the restart (FR-008): before {before:?}, after {after:?}");
+    lab.await_mesh(budget::converge())
+}
+
+#[test]
+#[serial]
+fn a_cut_link_heals_within_30_s() -> Result<()> {
+    let lab = lab();
+    lab.underlay().set_link("client-2", false)?;
+    std::thread::sleep(LINK_CUT);
+    let cut_confirmed = reaches(lab, "client-1", "client-2").is_err();
+    lab.underlay().set_link("client-2", true)?;
+    ensure!(cut_confirmed, "client-1 still reached client-2 with client-2's link down: the cut did not cut");
+    let restored = Instant::now();
+    poll::until("client-1 and client-2 reaching each other again", budget::converge(), || {
+        reaches(lab, "client-1", "client-2")?;
+        reaches(lab, "client-2", "client-1")
+    })?;
+    Criterion::at_most("SC-005", "reconnect after an interruption", restored.elapsed().as_secs_f64(), RECONNECT_LIMIT_S, "s").check()?;
+    lab.await_mesh(budget::converge())
+}
+
+#[test]
+#[serial]
+fn a_restarted_tailscaled_keeps_its_identity() -> Result<()> {
+    let lab = lab();
+    let client = lab.client("client-3")?;
+    let before = lab.headscale().node("client-3")?;
+    let ips_before = client.ips()?;
+    client.host.stop_service(meshlab::tailscale::SERVICE)?;
+    client.start_daemon()?;
+    client.await_daemon()?;
+    poll::until("client-3 Running again without a new key", budget::register(), || {
+        let state = client.status()?.backend_state;
+        ensure!(state == "Running", "BackendState {state}");
+        Ok(())
+    })?;
+    let after = lab.headscale().node("client-3")?;
+    ensure!(after.id == before.id, "client-3 came back as node {} (was {}): it re-registered (FR-008)", after.id, before.id);
+    ensure!(client.ips()? == ips_before, "client-3's addresses changed: {ips_before:?} → {:?}", client.ips()?);
+    ensure!(lab.headscale().nodes()?.len() == 3, "a restart added a node: {:?}", lab.headscale().nodes()?);
+    lab.await_mesh(budget::converge())
+}
+
+/// `tailscale logout` deregisters: on headscale the node's key expires at once and it goes
+/// offline for the server and every peer. (headscale keeps the expired node listed.)
+#[test]
+#[serial]
+fn logout_deregisters_the_node() -> Result<()> {
+    let lab = lab();
+    let joined = lab.join("client-4")?;
+    ensure!(lab.headscale().node("client-4")?.online || poll::until("client-4 online", budget::converge(), || {
+        ensure!(lab.headscale().node("client-4")?.online, "client-4 offline");
+        Ok(())
+    }).is_ok(), "client-4 never came online");
+    joined.logout()?;
+    poll::until("client-4 expired and offline, for headscale and for client-1", budget::converge(), || {
+        let node = lab.headscale().node("client-4")?;
+        ensure!(node.expired() && !node.online, "headscale: expired {} online {}", node.expired(), node.online);
+        let seen = lab.client("client-1")?.status()?.peer("client-4").map(|p| p.online);
+        ensure!(seen != Some(true), "client-1 still sees client-4 online");
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// SC-003: every pair pinged once a second for the soak (`MESH_SOAK`, default 10 s; the plan's
+/// is 1 h); the share of answered pings is the mesh's uptime.
+#[test]
+#[serial]
+fn the_mesh_stays_up_through_a_soak() -> Result<()> {
+    let lab = lab();
+    let soak = budget::soak()?;
+    let started = Instant::now();
+    let (mut answered, mut sent) = (0u64, 0u64);
+    let mut failures = Vec::new();
+    while started.elapsed() < soak {
+        let tick = Instant::now();
+        for (from, to) in pairs(lab) {
+            sent += 1;
+            match reaches(lab, &from, &to) {
+                Ok(()) => answered += 1,
+                Err(e) => failures.push(format!("+{:.0?}: {e:#}", started.elapsed())),
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+    }
+    let uptime = 100.0 * answered as f64 / sent.max(1) as f64;
+    Figure::new("SC-003-soak", "soak duration", started.elapsed().as_secs_f64(), "s").record();
+    Criterion::at_least("SC-003", "mesh uptime during the soak", uptime, UPTIME_FLOOR_PERCENT, "%")
+        .check()
+        .with_context(|| format!("{answered}/{sent} pings answered; missed: {failures:#?}"))?;
+    Ok(())
+}
