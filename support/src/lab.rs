@@ -111,7 +111,13 @@ impl Lab {
         record.save()?;
         index(&record)?;
         remove_on_interrupt(&record);
-        let mut lab = Lab { hosts: make_hosts(&record)?, underlay: make_underlay(&record)?, record, owned: true, torn_down: Mutex::new(false) };
+        let mut lab = Lab {
+            hosts: make_hosts(&record, record.lifetime)?,
+            underlay: make_underlay(&record)?,
+            record,
+            owned: true,
+            torn_down: Mutex::new(false),
+        };
         // From here the Lab value owns every piece: an error drops it, and Drop tears down.
         let (timings, ips) = lab.provision(started)?;
         lab.record.timings = timings;
@@ -134,7 +140,15 @@ impl Lab {
             bail!("lab {} was torn down: start a new one with `cargo mesh up`", record.run_id);
         }
         budget::set_backend_scale(record.backend.time_scale());
-        Ok(Lab { hosts: make_hosts(&record)?, underlay: make_underlay(&record)?, record, owned: false, torn_down: Mutex::new(false) })
+        // A service this process (re)starts belongs to the lab, not to this process: it must
+        // outlive us, and is stopped with the lab, by its recorded pid.
+        Ok(Lab {
+            hosts: make_hosts(&record, Lifetime::Detached)?,
+            underlay: make_underlay(&record)?,
+            record,
+            owned: false,
+            torn_down: Mutex::new(false),
+        })
     }
 
     /// Make the network, start headscale, start and register every client, and wait for the
@@ -458,13 +472,13 @@ fn make_underlay(record: &LabRecord) -> Result<Box<dyn Underlay>> {
     Ok(Box::new(NetnsUnderlay::new(n, &record.spec, &record.dir)))
 }
 
-fn make_hosts(record: &LabRecord) -> Result<Vec<Box<dyn Host>>> {
+fn make_hosts(record: &LabRecord, lifetime: Lifetime) -> Result<Vec<Box<dyn Host>>> {
     let n = record.netns.as_ref().ok_or_else(|| anyhow!("lab {} has no network record", record.run_id))?;
     record
         .spec
         .hosts
         .iter()
-        .map(|h| Ok(Box::new(NetnsHost::new(n, &record.dir, &h.name, record.lifetime)?) as Box<dyn Host>))
+        .map(|h| Ok(Box::new(NetnsHost::new(n, &record.dir, &h.name, lifetime)?) as Box<dyn Host>))
         .collect()
 }
 

@@ -125,6 +125,8 @@ impl<'a> Tailscale<'a> {
             // Trust the lab's CA and nothing else for the control server and DERP.
             ("SSL_CERT_FILE".to_string(), self.ca_path()),
             ("TS_NO_LOGS_NO_SUPPORT".to_string(), "true".to_string()),
+            // Its log-policy file, which would otherwise go to the machine's /var/lib/tailscale.
+            ("TS_LOGS_DIR".to_string(), self.dir()),
         ];
         self.host.start_service(SERVICE, &argv, &env)
     }
