@@ -120,6 +120,28 @@ pub fn run(host: &str, shown: &str, mut cmd: Command, stdin: Option<&[u8]>, limi
     })
 }
 
+/// Append a command and what it did to a journal file: the lab's record of every command run
+/// in its hosts, for reading after a failure. Long outputs are cut to their first lines.
+pub fn journal(path: &std::path::Path, out: &Output) {
+    let code = match (out.timed_out, out.code) {
+        (true, _) => "killed at its time limit".to_string(),
+        (false, Some(c)) => format!("exit {c}"),
+        (false, None) => "killed by a signal".to_string(),
+    };
+    let mut entry = format!("{} $ {}  → {code} in {:.1?}\n", out.host, out.command, out.elapsed);
+    for (name, text) in [("out", &out.stdout), ("err", &out.stderr)] {
+        for line in text.lines().take(8) {
+            entry += &format!("    {name}| {line}\n");
+        }
+        if text.lines().count() > 8 {
+            entry += &format!("    {name}| [… {} more lines]\n", text.lines().count() - 8);
+        }
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = f.write_all(entry.as_bytes());
+    }
+}
+
 /// Run a command on this machine (not in a lab host): the harness's own tools.
 pub fn local(argv: &[&str], limit: Duration) -> Result<Output> {
     let Some((prog, args)) = argv.split_first() else { bail!("empty command") };

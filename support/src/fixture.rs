@@ -38,6 +38,8 @@ pub fn lab() -> &'static Lab {
 
 extern "C" fn teardown_at_exit() {
     if let Some(Ok(lab)) = LAB.get() {
+        // Whatever the tests' verdicts, keep the lab's last state beside its logs.
+        lab.save_diagnostics();
         if let Err(e) = lab.teardown() {
             crate::say!("teardown at exit failed: {e:#}");
         }

@@ -399,6 +399,8 @@ pub struct NetnsHost {
     ns_dir: PathBuf,
     lifetime: Lifetime,
     children: Mutex<HashMap<String, Child>>,
+    /// Every command run in the lab's hosts, with its output (`commands.log` in the lab's folder).
+    journal: PathBuf,
 }
 
 impl NetnsHost {
@@ -411,6 +413,7 @@ impl NetnsHost {
             ns_dir: record.ns_dir.clone(),
             lifetime,
             children: Mutex::new(HashMap::new()),
+            journal: lab_dir.join("commands.log"),
         })
     }
 
@@ -443,7 +446,9 @@ impl Host for NetnsHost {
         let full = self.enter();
         let mut cmd = Command::new(&full[0]);
         cmd.args(&full[1..]).args(argv);
-        exec::run(&self.name, &exec::display_argv(argv), cmd, stdin, limit)
+        let out = exec::run(&self.name, &exec::display_argv(argv), cmd, stdin, limit)?;
+        exec::journal(&self.journal, &out);
+        Ok(out)
     }
 
     fn start_service(&self, service: &str, argv: &[String], env: &[(String, String)]) -> Result<()> {
