@@ -37,6 +37,18 @@ pub struct Node {
     pub expiry: Option<Timestamp>,
 }
 
+/// A pre-auth key as headscale lists it (protobuf JSON: false is omitted).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PreAuthKey {
+    pub id: u64,
+    #[serde(default)]
+    pub reusable: bool,
+    #[serde(default)]
+    pub used: bool,
+    pub expiration: Option<Timestamp>,
+    pub created_at: Option<Timestamp>,
+}
+
 /// A protobuf timestamp as headscale's JSON shows it.
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct Timestamp {
@@ -186,6 +198,15 @@ impl<'a> Headscale<'a> {
             Some(k) if !k.is_empty() => Ok(k.to_string()),
             _ => bail!("`headscale preauthkeys create` returned no key: {key}"),
         }
+    }
+
+    /// Every pre-auth key, as `headscale preauthkeys list -o json` shows it.
+    pub fn preauth_keys(&self) -> Result<Vec<PreAuthKey>> {
+        let keys = self.cli_json(&["preauthkeys", "list"])?;
+        if keys.is_null() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_value(keys.clone()).with_context(|| format!("reading `headscale preauthkeys list -o json`: {keys}"))
     }
 
     pub fn nodes(&self) -> Result<Vec<Node>> {

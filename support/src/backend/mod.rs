@@ -88,6 +88,10 @@ pub trait Underlay: Send + Sync {
 
     /// The router's firewall rules, for diagnostics.
     fn ruleset(&self) -> Result<String>;
+
+    /// The router's answer to `ip route get ADDRESS`: where it would send a packet for it.
+    /// Asks the routing table only; sends nothing.
+    fn router_route_to(&self, address: &str) -> Result<Output>;
 }
 
 /// A running packet capture.

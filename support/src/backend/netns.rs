@@ -215,6 +215,12 @@ impl Underlay for NetnsUnderlay {
     fn ruleset(&self) -> Result<String> {
         Ok(in_namespace(&self.router, &["nft", "list", "ruleset"], None)?.stdout)
     }
+
+    fn router_route_to(&self, address: &str) -> Result<Output> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["-n", &self.router, "route", "get", address]);
+        exec::run("router", &format!("ip route get {address}"), cmd, None, budget::command())
+    }
 }
 
 struct NetnsCapture {

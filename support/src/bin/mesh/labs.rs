@@ -7,11 +7,23 @@ use meshlab::process::Lifetime;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
-pub fn up() -> Result<ExitCode> {
+pub fn up(foreground: bool) -> Result<ExitCode> {
     let mut options = LabOptions::from_env()?;
-    options.lifetime = Lifetime::Detached;
+    options.lifetime = if foreground { Lifetime::WithOwner } else { Lifetime::Detached };
     let lab = Lab::build(options)?;
     let clients = lab.client_names().join(", ");
+    if foreground {
+        println!(
+            "lab {id} is up while this command runs; Ctrl-C removes it\n\
+             point tests at it:  export MESH_LAB={id}\n\
+             a shell in a host:  cargo mesh shell client-1 --lab {id}",
+            id = lab.record.run_id
+        );
+        // The interrupt handler removes the lab and exits; a kill leaves it to the next run.
+        loop {
+            std::thread::park();
+        }
+    }
     let record = lab.release();
     println!(
         "lab {id} is up ({backend}): headscale at {url}; clients {clients}\n\

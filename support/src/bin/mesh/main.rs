@@ -35,6 +35,9 @@ enum Cmd {
     Up {
         #[command(flatten)]
         lab: LabArgs,
+        /// Keep the lab only while this command runs: Ctrl-C (or its end in any way) removes it.
+        #[arg(long)]
+        foreground: bool,
     },
     /// Remove a lab left running by `up` or `check --keep`.
     Down {
@@ -97,9 +100,9 @@ fn main() -> ExitCode {
             lab.apply();
             check::run(json, keep)
         }
-        Cmd::Up { lab } => {
+        Cmd::Up { lab, foreground } => {
             lab.apply();
-            labs::up()
+            labs::up(foreground)
         }
         Cmd::Down { lab, all } => labs::down(lab, all),
         Cmd::Status => labs::status(),

@@ -1,0 +1,120 @@
+//! A lab outlives nothing that owns it. These drive the real `mesh` command as a child
+//! process and stop it the hard ways: SIGINT and SIGTERM (it removes its lab before exiting)
+//! and SIGKILL (its services die with it; the next run removes the rest).
+
+mod common;
+
+use common::leftovers;
+use meshlab::lab;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// `mesh up --foreground`, and the progress lines it writes, one by one.
+struct Foreground {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    run_id: Option<String>,
+    dir: Option<PathBuf>,
+}
+
+impl Foreground {
+    fn start() -> Foreground {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh"))
+            .args(["up", "--foreground"])
+            .env_remove("MESH_LAB")
+            .env_remove("MESH_QUIET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mesh starts");
+        let (tx, rx) = mpsc::channel();
+        for pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Foreground { child, lines: rx, run_id: None, dir: None }
+    }
+
+    /// Read its output until a line contains `marker`; learn the run id and folder on the way.
+    fn wait_for(&mut self, marker: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) else { continue };
+            if let Some(rest) = line.split("building lab ").nth(1) {
+                self.run_id = rest.split_whitespace().next().map(str::to_string);
+                self.dir = line.rsplit("its files: ").next().map(PathBuf::from);
+            }
+            let found = line.contains(marker);
+            seen.push(line);
+            if found {
+                return;
+            }
+        }
+        panic!("`mesh up --foreground` never printed {marker:?} within 120 s; it printed:\n{}", seen.join("\n"));
+    }
+
+    fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        self.child.wait().unwrap()
+    }
+
+    fn lab(&self) -> (String, PathBuf) {
+        (self.run_id.clone().expect("the run id was printed"), self.dir.clone().expect("the lab folder was printed"))
+    }
+}
+
+fn await_empty(run_id: &str, dir: &std::path::Path, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = leftovers(run_id, dir);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_remove_the_lab_before_exiting() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let mut up = Foreground::start();
+        up.wait_for("is up while this command runs");
+        let (run_id, dir) = up.lab();
+        assert!(!leftovers(&run_id, &dir).is_empty(), "the lab should exist while mesh runs");
+        let status = up.signal(signal);
+        assert_eq!(status.code(), Some(130), "mesh should exit 130 after removing its lab on signal {signal}");
+        assert_eq!(leftovers(&run_id, &dir), Vec::<String>::new(), "signal {signal} left pieces of lab {run_id}");
+    }
+}
+
+#[test]
+fn sigkill_mid_provisioning_leaves_nothing_the_next_run_does_not_remove() {
+    let mut up = Foreground::start();
+    up.wait_for("headscale ready");
+    let (run_id, dir) = up.lab();
+    up.signal(libc::SIGKILL);
+    // Its services die with it at once (parent-death signal) …
+    let survivors: Vec<String> = await_empty(&run_id, &dir, Duration::from_secs(5)).into_iter().filter(|l| l.starts_with("process")).collect();
+    assert_eq!(survivors, Vec::<String>::new(), "services outlived the killed mesh");
+    // … and the next run's start removes the namespaces and mounts left behind.
+    lab::reclaim_abandoned();
+    assert_eq!(leftovers(&run_id, &dir), Vec::<String>::new(), "lab {run_id} was not reclaimed");
+}
+
+#[test]
+fn sigkill_of_a_running_lab_is_reclaimed_by_the_next_run() {
+    let mut up = Foreground::start();
+    up.wait_for("is up while this command runs");
+    let (run_id, dir) = up.lab();
+    up.signal(libc::SIGKILL);
+    lab::reclaim_abandoned();
+    assert_eq!(await_empty(&run_id, &dir, Duration::from_secs(5)), Vec::<String>::new(), "lab {run_id} was not reclaimed");
+}
