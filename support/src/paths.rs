@@ -14,6 +14,14 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// Where the built systems under test are cached, one folder a pinned release.
+pub fn tools_dir() -> PathBuf {
+    match std::env::var_os("MESH_TOOLS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => target_dir().join("mesh-tools"),
+    }
+}
+
 /// One folder a lab: its record, its hosts' state and logs, its certificates.
 pub fn labs_dir() -> PathBuf {
     match std::env::var_os("MESH_STATE_DIR") {

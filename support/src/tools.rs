@@ -132,7 +132,7 @@ pub fn version_of(program: &str, path: &Path) -> Result<String> {
 }
 
 fn cache_dir(pin: &Pinned) -> PathBuf {
-    paths::target_dir().join("mesh-tools").join(format!("{}@{}", pin.module.replace('/', "_"), pin.version))
+    paths::tools_dir().join(format!("{}@{}", pin.module.replace('/', "_"), pin.version))
 }
 
 /// `go install module/cmd/X@version` for every command of the module, into the cache.

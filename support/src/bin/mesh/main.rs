@@ -65,6 +65,10 @@ enum Cmd {
         /// Also write the figures as JSON here.
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
+        /// First measure a deployment from nothing (SC-007): empty Go module and build caches and
+        /// no built tools, so headscale and tailscale are downloaded and compiled again.
+        #[arg(long)]
+        from_scratch: bool,
     },
 }
 
@@ -107,9 +111,9 @@ fn main() -> ExitCode {
         Cmd::Down { lab, all } => labs::down(lab, all),
         Cmd::Status => labs::status(),
         Cmd::Shell { host, lab } => labs::shell(&host, lab),
-        Cmd::Bench { lab, runs, json } => {
+        Cmd::Bench { lab, runs, json, from_scratch } => {
             lab.apply();
-            bench::run(runs, json)
+            bench::run(runs, json, from_scratch)
         }
     };
     match result {
