@@ -24,7 +24,11 @@ fn host_has_no_route_out_of_the_lab(#[case] host: &str) -> Result<()> {
     for address in OUTSIDE {
         let out = h.run(&["ip", "route", "get", address])?;
         ensure!(!out.success(), "{host} has a route to {address}: {}", out.stdout.trim());
-        ensure!(out.stderr.contains("unreachable"), "{host}: expected `Network is unreachable` for {address}, got {}", out.stderr.trim());
+        ensure!(
+            out.stderr.contains("unreachable"),
+            "{host}: expected `Network is unreachable` for {address}, got {}",
+            out.stderr.trim()
+        );
     }
     Ok(())
 }

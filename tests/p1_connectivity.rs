@@ -5,8 +5,8 @@
 
 use anyhow::{ensure, Result};
 use meshlab::lab;
-use meshlab::report::Criterion;
 use meshlab::ping::ping;
+use meshlab::report::Criterion;
 use rstest::rstest;
 use serial_test::serial;
 
@@ -39,9 +39,16 @@ fn client_sees_both_peers_online(#[case] client: &str) -> Result<()> {
     ensure!(status.backend_state == "Running", "{client}: expected BackendState Running, saw {}", status.backend_state);
     for peer in lab.client_names().iter().filter(|p| *p != client) {
         let seen = status.peer(peer);
-        ensure!(seen.is_some_and(|p| p.online), "{client}: expected peer {peer} online in `tailscale status --json`, saw {seen:#?}");
+        ensure!(
+            seen.is_some_and(|p| p.online),
+            "{client}: expected peer {peer} online in `tailscale status --json`, saw {seen:#?}"
+        );
         let ips = lab.tailnet_ips(peer)?;
-        ensure!(seen.unwrap().ips() == ips, "{client}: {peer}'s addresses are {:?} here but {ips:?} on {peer} itself", seen.unwrap().ips());
+        ensure!(
+            seen.unwrap().ips() == ips,
+            "{client}: {peer}'s addresses are {:?} here but {ips:?} on {peer} itself",
+            seen.unwrap().ips()
+        );
     }
     Ok(())
 }

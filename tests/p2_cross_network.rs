@@ -40,7 +40,8 @@ fn takes_the_direct_path_the_topology_allows(#[case] from: &str, #[case] to: &st
     let lab = lab();
     let want = lab.record.spec.direct_endpoint(from, to)?;
     let client = lab.client(from)?;
-    let pong = client.await_path(&lab.tailnet_ipv4(to)?, "over a direct path", budget::path_change(), |p| p.direct_ip().is_some())?;
+    let pong =
+        client.await_path(&lab.tailnet_ipv4(to)?, "over a direct path", budget::path_change(), |p| p.direct_ip().is_some())?;
     let got = pong.path.direct_ip().expect("a direct path");
     ensure!(got == want, "{from} → {to}: expected a direct path to {want}, the path is {:?}", pong.path);
     let status = client.status()?;
@@ -64,14 +65,22 @@ fn relays_through_derp_when_udp_between_subnets_is_blocked() -> Result<()> {
         ping(lab.host(from)?, &ip, 3).with_context(|| format!("{from} pinging {to} through DERP"))?;
     }
     let same_subnet = lab.client("client-2")?.ping(&lab.tailnet_ipv4("client-3")?)?;
-    ensure!(same_subnet.path.direct_ip().is_some(), "client-2 → client-3 share subnet B and should stay direct, went {:?}", same_subnet.path);
+    ensure!(
+        same_subnet.path.direct_ip().is_some(),
+        "client-2 → client-3 share subnet B and should stay direct, went {:?}",
+        same_subnet.path
+    );
 
     blocked.lift()?;
     let lifted = Instant::now();
-    lab.client("client-1")?.await_path(&lab.tailnet_ipv4("client-2")?, "over a direct path again", budget::path_change(), |p| {
-        p.direct_ip().is_some()
-    })?;
-    Figure::new("P2-direct-restored", "direct path back after the UDP block is lifted", lifted.elapsed().as_secs_f64(), "s").record();
+    lab.client("client-1")?.await_path(
+        &lab.tailnet_ipv4("client-2")?,
+        "over a direct path again",
+        budget::path_change(),
+        |p| p.direct_ip().is_some(),
+    )?;
+    Figure::new("P2-direct-restored", "direct path back after the UDP block is lifted", lifted.elapsed().as_secs_f64(), "s")
+        .record();
     Ok(())
 }
 
@@ -109,7 +118,11 @@ fn the_underlay_never_carries_mesh_traffic_in_plaintext() -> Result<()> {
     let captured = capture.stop()?;
     let find = |needle: &str| count(&captured.raw, needle);
     let tunnel = captured.packets.iter().filter(|l| l.contains("UDP") && l.contains(".41641")).count();
-    ensure!(tunnel > 0, "no WireGuard packets in the capture ({}): the marker did not cross the underlay", captured.path.display());
+    ensure!(
+        tunnel > 0,
+        "no WireGuard packets in the capture ({}): the marker did not cross the underlay",
+        captured.path.display()
+    );
     Criterion::at_most("SC-006", "mesh payloads seen in plaintext on the underlay", find(&secret) as f64, 0.0, "packets")
         .check()
         .with_context(|| format!("capture: {}", captured.path.display()))?;

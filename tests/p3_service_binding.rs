@@ -33,8 +33,15 @@ fn peer_gets_the_page_over_the_mesh(#[case] peer: &str) -> Result<()> {
     let lab = lab();
     ensure_serving(lab, SERVER)?;
     for ip in lab.tailnet_ips(SERVER)? {
-        let out = fetch(lab.host(peer)?, &url(ip), budget::command())?.check().with_context(|| format!("{peer} fetching {}", url(ip)))?;
-        ensure!(out.stdout.trim() == web::page(lab, SERVER), "{peer} got {:?} from {}, expected the page of {SERVER}", out.stdout.trim(), url(ip));
+        let out = fetch(lab.host(peer)?, &url(ip), budget::command())?
+            .check()
+            .with_context(|| format!("{peer} fetching {}", url(ip)))?;
+        ensure!(
+            out.stdout.trim() == web::page(lab, SERVER),
+            "{peer} got {:?} from {}, expected the page of {SERVER}",
+            out.stdout.trim(),
+            url(ip)
+        );
     }
     Ok(())
 }
@@ -46,7 +53,9 @@ fn peer_gets_the_page_over_the_mesh(#[case] peer: &str) -> Result<()> {
 fn peer_gets_the_page_by_name(#[case] name: &str) -> Result<()> {
     let lab = lab();
     ensure_serving(lab, SERVER)?;
-    let out = fetch(lab.host("client-2")?, &url(name), budget::command())?.check().with_context(|| format!("client-2 fetching {}", url(name)))?;
+    let out = fetch(lab.host("client-2")?, &url(name), budget::command())?
+        .check()
+        .with_context(|| format!("client-2 fetching {}", url(name)))?;
     ensure!(out.stdout.trim() == web::page(lab, SERVER), "client-2 got {:?} from {}", out.stdout.trim(), url(name));
     Ok(())
 }

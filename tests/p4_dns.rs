@@ -3,15 +3,15 @@
 //! (SC-004). A node that joins later is resolvable everywhere within 30 s; a hostname change
 //! reaches every peer; a node that leaves stops resolving.
 
-use anyhow::{bail, ensure, Result};
-use meshlab::dns::{lookup, Resolver};
-use meshlab::lab::Lab;
+use anyhow::{ensure, Result};
+use meshlab::dns::{await_everywhere, lookup, Resolver};
+use meshlab::lab::{Joined, Lab};
 use meshlab::report::{Criterion, Figure};
 use meshlab::spec::BASE_DOMAIN;
-use meshlab::{budget, lab, poll};
+use meshlab::{budget, lab};
 use rstest::rstest;
 use serial_test::serial;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// SC-004's limit on one lookup.
 const LOOKUP_LIMIT_S: f64 = 1.0;
@@ -36,7 +36,10 @@ fn resolves_peer_by_short_and_full_name(#[case] from: &str, #[case] peer: &str) 
     for name in names(peer) {
         for resolver in [Resolver::System, Resolver::MagicDns] {
             let answer = lookup(lab.host(from)?, resolver, &name)?;
-            ensure!(answer.addresses == [want.clone()], "{from} resolving {name} via {resolver:?}: expected [{want}], got {answer:?}");
+            ensure!(
+                answer.addresses == [want.clone()],
+                "{from} resolving {name} via {resolver:?}: expected [{want}], got {answer:?}"
+            );
             Criterion::at_most("SC-004", "DNS lookup time", answer.took.as_secs_f64(), LOOKUP_LIMIT_S, "s").check()?;
         }
     }
@@ -65,33 +68,21 @@ fn lookups_answer_within_a_second() -> Result<()> {
     Ok(())
 }
 
-/// Wait until every initial client resolves `name` to `want` (None: to nothing at all).
-fn await_everywhere(lab: &Lab, name: &str, want: Option<&str>, budget: Duration) -> Result<Duration> {
-    let started = Instant::now();
-    poll::until(&format!("every client resolving {name} to {want:?}"), budget, || {
-        for from in lab.client_names() {
-            let answer = lookup(lab.host(&from)?, Resolver::MagicDns, name)?;
-            let ok = match want {
-                Some(ip) => answer.addresses == [ip.to_string()],
-                None => answer.addresses.is_empty(),
-            };
-            if !ok {
-                bail!("{from} resolves {name} to {answer:?}");
-            }
-        }
-        Ok(())
-    })?;
-    Ok(started.elapsed())
+/// client-4 joins and becomes resolvable by its full name everywhere: the guard that makes it
+/// leave, its tailnet IPv4, and how long it took to resolve everywhere.
+fn join_client_4(lab: &Lab) -> Result<(Joined<'_>, String, Duration)> {
+    let joined = lab.join("client-4")?;
+    let ip = lab.client(joined.name())?.ips()?.remove(0);
+    let took = await_everywhere(lab, &format!("client-4.{BASE_DOMAIN}"), Some(&ip), budget::converge())?;
+    Ok((joined, ip, took))
 }
 
 #[test]
 #[serial]
 fn a_node_that_joins_later_resolves_on_all_others_within_30_s() -> Result<()> {
-    let lab = lab();
-    let joined = lab.join("client-4")?;
-    let ip = lab.client(joined.name())?.ips()?.remove(0);
-    let took = await_everywhere(lab, &format!("client-4.{BASE_DOMAIN}"), Some(&ip), budget::converge())?;
-    Figure::new("P4-join-resolvable", "a late node resolvable on every client after it registered", took.as_secs_f64(), "s").record();
+    let (_joined, _, took) = join_client_4(lab())?;
+    Figure::new("P4-join-resolvable", "a late node resolvable on every client after it registered", took.as_secs_f64(), "s")
+        .record();
     ensure!(took <= JOIN_LIMIT, "client-4 took {took:.1?} to resolve everywhere; the limit is {JOIN_LIMIT:?}");
     Ok(())
 }
@@ -100,11 +91,8 @@ fn a_node_that_joins_later_resolves_on_all_others_within_30_s() -> Result<()> {
 #[serial]
 fn a_hostname_change_reaches_all_others() -> Result<()> {
     let lab = lab();
-    let joined = lab.join("client-4")?;
-    let client = lab.client(joined.name())?;
-    let ip = client.ips()?.remove(0);
-    await_everywhere(lab, &format!("client-4.{BASE_DOMAIN}"), Some(&ip), budget::converge())?;
-    client.cli(&["set", "--hostname=client-4-renamed"])?.check()?;
+    let (joined, ip, _) = join_client_4(lab)?;
+    lab.client(joined.name())?.cli(&["set", "--hostname=client-4-renamed"])?.check()?;
     let took = await_everywhere(lab, &format!("client-4-renamed.{BASE_DOMAIN}"), Some(&ip), budget::converge())?;
     Figure::new("P4-rename-resolvable", "a new hostname resolvable on every client", took.as_secs_f64(), "s").record();
     await_everywhere(lab, &format!("client-4.{BASE_DOMAIN}"), None, budget::converge())?;
@@ -118,12 +106,9 @@ fn a_hostname_change_reaches_all_others() -> Result<()> {
 #[serial]
 fn a_node_that_was_removed_stops_resolving() -> Result<()> {
     let lab = lab();
-    let joined = lab.join("client-4")?;
-    let ip = lab.client(joined.name())?.ips()?.remove(0);
-    let name = format!("client-4.{BASE_DOMAIN}");
-    await_everywhere(lab, &name, Some(&ip), budget::converge())?;
+    let (joined, _, _) = join_client_4(lab)?;
     lab.headscale().delete_node(joined.name())?;
-    let took = await_everywhere(lab, &name, None, budget::converge())?;
+    let took = await_everywhere(lab, &format!("client-4.{BASE_DOMAIN}"), None, budget::converge())?;
     Figure::new("P4-removed-unresolvable", "a removed node gone from every client's DNS", took.as_secs_f64(), "s").record();
     Ok(())
 }

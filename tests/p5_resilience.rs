@@ -4,7 +4,6 @@
 //! leaves the mesh whole again.
 
 use anyhow::{ensure, Context, Result};
-use meshlab::lab::Lab;
 use meshlab::report::{Criterion, Figure};
 use meshlab::{budget, lab, poll};
 use serial_test::serial;
@@ -19,18 +18,6 @@ const LINK_CUT: Duration = Duration::from_secs(3);
 /// SC-003's floor on mesh uptime.
 const UPTIME_FLOOR_PERCENT: f64 = 99.0;
 
-/// Every ordered pair of initial clients.
-fn pairs(lab: &Lab) -> Vec<(String, String)> {
-    let clients = lab.client_names();
-    clients.iter().flat_map(|a| clients.iter().filter(move |b| *b != a).map(move |b| (a.clone(), b.clone()))).collect()
-}
-
-/// One ping from `from` to `to`'s tailnet IPv4, answered within a second.
-fn reaches(lab: &Lab, from: &str, to: &str) -> Result<()> {
-    let ip = lab.tailnet_ipv4(to)?;
-    lab.host(from)?.succeed(&["ping", "-n", "-c", "1", "-W", "1", &ip]).map(|_| ()).with_context(|| format!("{from} → {to}"))
-}
-
 #[test]
 #[serial]
 fn the_mesh_outlives_its_control_server_and_reconnects_when_it_returns() -> Result<()> {
@@ -40,19 +27,21 @@ fn the_mesh_outlives_its_control_server_and_reconnects_when_it_returns() -> Resu
     // The claim is about conversations under way: every pair talking over its direct path.
     // (DERP lives in headscale; with it gone, a pair that was idle long enough for the NAT to
     // forget it cannot start again across the router until the server is back.)
-    for (from, to) in pairs(lab) {
-        lab.client(&from)?.await_path(&lab.tailnet_ipv4(&to)?, "over a direct path", budget::path_change(), |p| p.direct_ip().is_some())?;
+    for (from, to) in lab.client_pairs() {
+        lab.client(&from)?
+            .await_path(&lab.tailnet_ipv4(&to)?, "over a direct path", budget::path_change(), |p| p.direct_ip().is_some())?;
     }
     headscale.host.stop_service(meshlab::headscale::SERVICE)?;
 
     // Peers keep talking while the server is away: every pair, again and again.
     let down = Instant::now();
     while down.elapsed() < WITHOUT_CONTROL {
-        for (from, to) in pairs(lab) {
-            reaches(lab, &from, &to).context("with the control server down")?;
+        for (from, to) in lab.client_pairs() {
+            lab.reaches(&from, &to).context("with the control server down")?;
         }
     }
-    Figure::new("P5-without-control", "mesh kept working with the control server down", down.elapsed().as_secs_f64(), "s").record();
+    Figure::new("P5-without-control", "mesh kept working with the control server down", down.elapsed().as_secs_f64(), "s")
+        .record();
 
     // headscale comes back from its SQLite state; every client is online again.
     headscale.start_service()?;
@@ -64,7 +53,8 @@ fn the_mesh_outlives_its_control_server_and_reconnects_when_it_returns() -> Resu
         ensure!(offline.is_empty(), "offline: {offline:?}");
         Ok(())
     })?;
-    Criterion::at_most("SC-005", "reconnect after an interruption", back.elapsed().as_secs_f64(), RECONNECT_LIMIT_S, "s").check()?;
+    Criterion::at_most("SC-005", "reconnect after an interruption", back.elapsed().as_secs_f64(), RECONNECT_LIMIT_S, "s")
+        .check()?;
     let after: Vec<(String, u64)> = headscale.nodes()?.into_iter().map(|n| (n.given_name, n.id)).collect();
     ensure!(after == before, "registrations changed across the restart (FR-008): before {before:?}, after {after:?}");
     lab.await_mesh(budget::converge())
@@ -76,15 +66,16 @@ fn a_cut_link_heals_within_30_s() -> Result<()> {
     let lab = lab();
     lab.underlay().set_link("client-2", false)?;
     std::thread::sleep(LINK_CUT);
-    let cut_confirmed = reaches(lab, "client-1", "client-2").is_err();
+    let cut_confirmed = lab.reaches("client-1", "client-2").is_err();
     lab.underlay().set_link("client-2", true)?;
     ensure!(cut_confirmed, "client-1 still reached client-2 with client-2's link down: the cut did not cut");
     let restored = Instant::now();
     poll::until("client-1 and client-2 reaching each other again", budget::converge(), || {
-        reaches(lab, "client-1", "client-2")?;
-        reaches(lab, "client-2", "client-1")
+        lab.reaches("client-1", "client-2")?;
+        lab.reaches("client-2", "client-1")
     })?;
-    Criterion::at_most("SC-005", "reconnect after an interruption", restored.elapsed().as_secs_f64(), RECONNECT_LIMIT_S, "s").check()?;
+    Criterion::at_most("SC-005", "reconnect after an interruption", restored.elapsed().as_secs_f64(), RECONNECT_LIMIT_S, "s")
+        .check()?;
     lab.await_mesh(budget::converge())
 }
 
@@ -117,10 +108,15 @@ fn a_restarted_tailscaled_keeps_its_identity() -> Result<()> {
 fn logout_deregisters_the_node() -> Result<()> {
     let lab = lab();
     let joined = lab.join("client-4")?;
-    ensure!(lab.headscale().node("client-4")?.online || poll::until("client-4 online", budget::converge(), || {
-        ensure!(lab.headscale().node("client-4")?.online, "client-4 offline");
-        Ok(())
-    }).is_ok(), "client-4 never came online");
+    ensure!(
+        lab.headscale().node("client-4")?.online
+            || poll::until("client-4 online", budget::converge(), || {
+                ensure!(lab.headscale().node("client-4")?.online, "client-4 offline");
+                Ok(())
+            })
+            .is_ok(),
+        "client-4 never came online"
+    );
     joined.logout()?;
     poll::until("client-4 expired and offline, for headscale and for client-1", budget::converge(), || {
         let node = lab.headscale().node("client-4")?;
@@ -144,9 +140,9 @@ fn the_mesh_stays_up_through_a_soak() -> Result<()> {
     let mut failures = Vec::new();
     while started.elapsed() < soak {
         let tick = Instant::now();
-        for (from, to) in pairs(lab) {
+        for (from, to) in lab.client_pairs() {
             sent += 1;
-            match reaches(lab, &from, &to) {
+            match lab.reaches(&from, &to) {
                 Ok(()) => answered += 1,
                 Err(e) => failures.push(format!("+{:.0?}: {e:#}", started.elapsed())),
             }

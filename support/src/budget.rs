@@ -20,38 +20,70 @@ fn scaled(secs: f64) -> Duration {
 }
 
 /// One command inside a host: status queries, CLI calls. Anything slower is hung.
-pub fn command() -> Duration { scaled(20.0) }
+pub fn command() -> Duration {
+    scaled(20.0)
+}
 /// Building the lab's network (namespaces, links, firewall): 0.1 s measured; generous.
-pub fn network() -> Duration { scaled(30.0) }
+pub fn network() -> Duration {
+    scaled(30.0)
+}
 /// headscale from start to answering its CLI and its TLS port: opens SQLite, writes keys.
-pub fn headscale_ready() -> Duration { scaled(30.0) }
+pub fn headscale_ready() -> Duration {
+    scaled(30.0)
+}
 /// tailscaled from start to answering on its socket.
-pub fn tailscaled_ready() -> Duration { scaled(20.0) }
+pub fn tailscaled_ready() -> Duration {
+    scaled(20.0)
+}
 /// `tailscale up` with a pre-auth key until the node is Running.
-pub fn register() -> Duration { scaled(60.0) }
+pub fn register() -> Duration {
+    scaled(60.0)
+}
 /// All clients online everywhere after registration: SC-001's own limit of 2 minutes.
-pub fn converge() -> Duration { scaled(120.0) }
+pub fn converge() -> Duration {
+    scaled(120.0)
+}
 /// One ping exchange across the mesh, direct or relayed, including path discovery.
-pub fn ping() -> Duration { scaled(15.0) }
+pub fn ping() -> Duration {
+    scaled(15.0)
+}
 /// One pong over a live path, when waiting for the path to change: it answers in milliseconds.
-pub fn pong() -> Duration { scaled(2.0) }
+pub fn pong() -> Duration {
+    scaled(2.0)
+}
 /// A path change: a dead direct path is trusted for 6.5 s before magicsock falls back to
 /// DERP; a new one takes a few disco rounds.
-pub fn path_change() -> Duration { scaled(30.0) }
+pub fn path_change() -> Duration {
+    scaled(30.0)
+}
 /// A marker to cross the mesh and show up at its receiver.
-pub fn delivery() -> Duration { scaled(10.0) }
+pub fn delivery() -> Duration {
+    scaled(10.0)
+}
 /// A service such as nginx from start to listening.
-pub fn service_ready() -> Duration { scaled(10.0) }
+pub fn service_ready() -> Duration {
+    scaled(10.0)
+}
 /// A request that should be refused: a refusal is immediate, a silent drop waits this long.
-pub fn refused() -> Duration { scaled(3.0) }
+pub fn refused() -> Duration {
+    scaled(3.0)
+}
 /// A service's grace to exit on SIGTERM before it gets SIGKILL.
-pub fn stop() -> Duration { scaled(10.0) }
+pub fn stop() -> Duration {
+    scaled(10.0)
+}
 /// `go install` of one pinned program, cold module and build caches on 2 cores.
-pub fn go_build() -> Duration { scaled(1800.0) }
+pub fn go_build() -> Duration {
+    scaled(1800.0)
+}
 /// Installing missing Debian packages.
-pub fn apt() -> Duration { scaled(600.0) }
+pub fn apt() -> Duration {
+    scaled(600.0)
+}
 /// The pause between two attempts of a poll: short, the conditions change within milliseconds.
-pub fn poll_interval() -> Duration { Duration::from_millis(100) }
+pub fn poll_interval() -> Duration {
+    Duration::from_millis(100)
+}
 
 /// The soak's length (SC-003): `MESH_SOAK` (e.g. `10s`, `15m`, `1h`, the plan's hour), 10 s by
 /// default so that a check stays quick. Not scaled: it is a duration asked for, not a limit.

@@ -3,9 +3,10 @@
 //! MagicDNS's 100.100.100.100.
 
 use crate::backend::Host;
-use crate::budget;
+use crate::lab::Lab;
+use crate::{budget, poll};
 use anyhow::{bail, Result};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// tailscale's MagicDNS resolver, on every node.
 pub const MAGICDNS: &str = "100.100.100.100";
@@ -62,4 +63,24 @@ fn unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
         }
     }
     v
+}
+
+/// Wait until every client of the mesh resolves `name` (through MagicDNS) to `want`, or to
+/// nothing when `want` is `None`; how long that took.
+pub fn await_everywhere(lab: &Lab, name: &str, want: Option<&str>, budget: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    poll::until(&format!("every client resolving {name} to {want:?}"), budget, || {
+        for from in lab.client_names() {
+            let answer = lookup(lab.host(&from)?, Resolver::MagicDns, name)?;
+            let ok = match want {
+                Some(ip) => answer.addresses == [ip.to_string()],
+                None => answer.addresses.is_empty(),
+            };
+            if !ok {
+                bail!("{from} resolves {name} to {answer:?}");
+            }
+        }
+        Ok(())
+    })?;
+    Ok(started.elapsed())
 }

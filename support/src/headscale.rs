@@ -173,7 +173,8 @@ impl<'a> Headscale<'a> {
         let mut argv = args.to_vec();
         argv.extend_from_slice(&["-o", "json"]);
         let out = self.cli(&argv)?.check()?;
-        serde_json::from_str(&out.stdout).with_context(|| format!("`headscale {}` printed no JSON: {}", argv.join(" "), out.stdout.trim()))
+        serde_json::from_str(&out.stdout)
+            .with_context(|| format!("`headscale {}` printed no JSON: {}", argv.join(" "), out.stdout.trim()))
     }
 
     /// Create the user and return its numeric id (recent releases take `--user <id>`).

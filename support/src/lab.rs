@@ -1,59 +1,24 @@
-//! A lab: the hosts of a [`LabSpec`] made by a backend, headscale and tailscaled running on
-//! them for real, and the record that lets anyone (this process, `cargo mesh down`, the
-//! next run) find and remove every piece of it.
+//! A lab: the hosts of a [`LabSpec`] made by a backend, with headscale and tailscaled running
+//! on them for real; building it, attaching to it, the clients that join later, teardown.
+//! Its record, and removal from the record alone, are the [`registry`]'s.
 
 use crate::backend::netns::{self, NetnsHost, NetnsRecord, NetnsUnderlay};
 use crate::backend::{BackendKind, Host, Underlay};
 use crate::headscale::Headscale;
 use crate::process::{Lifetime, ProcessId};
+use crate::registry::{self, LabRecord, Timings};
 use crate::spec::{LabSpec, Role, SERVER_NAME, USER};
 use crate::tailscale::Tailscale;
 use crate::tools::Tools;
 use crate::{budget, paths, pki, poll, prereq, say};
 use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub const RUN_ID_LEN: usize = 6;
-/// How many finished labs' folders (logs, configs) are kept under target/.
-const KEEP_FINISHED: usize = 10;
-const RECORD: &str = "lab.json";
 /// The lab CA's certificate, in the lab's folder.
 const CA_FILE: &str = "lab-ca.pem";
-
-/// Everything needed to use, attach to, or remove a lab. Saved as `lab.json` in its folder.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LabRecord {
-    pub run_id: String,
-    pub backend: BackendKind,
-    pub dir: PathBuf,
-    pub owner: ProcessId,
-    pub lifetime: Lifetime,
-    pub spec: LabSpec,
-    pub tools: Tools,
-    pub netns: Option<NetnsRecord>,
-    /// Client name → its tailnet addresses, IPv4 first.
-    pub tailnet_ips: BTreeMap<String, Vec<String>>,
-    pub timings: Timings,
-    pub torn_down: bool,
-}
-
-/// How long each phase of building the lab took, in seconds.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Timings {
-    pub network: f64,
-    pub headscale_ready: f64,
-    /// Client → seconds from the start of registration until its `tailscale up` returned.
-    pub registered: BTreeMap<String, f64>,
-    /// From the start of registration until every client reaches every other (SC-001).
-    pub converged_after_registration: f64,
-    /// From the lab's start until the mesh converged.
-    pub converged_since_start: f64,
-}
 
 /// How a lab is to be built.
 #[derive(Clone)]
@@ -66,6 +31,7 @@ pub struct LabOptions {
 impl LabOptions {
     /// Backend and subnets from the environment, dying with this process.
     pub fn from_env() -> Result<LabOptions> {
+        crate::settings::validate()?;
         Ok(LabOptions { backend: BackendKind::from_env()?, spec: LabSpec::from_env()?, lifetime: Lifetime::WithOwner })
     }
 }
@@ -87,13 +53,18 @@ impl Lab {
         budget::set_backend_scale(options.backend.time_scale());
         prereq::ensure(options.backend)?;
         let tools = Tools::resolve()?;
-        reclaim_abandoned();
-        let run_id = new_run_id()?;
+        registry::reclaim_abandoned();
+        let run_id = registry::new_run_id()?;
         let dir = paths::labs_dir().join(&run_id);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        say!("building lab {run_id} on the {} backend (headscale {}, tailscale {}); its files: {}",
-            options.backend.name(), tools.versions.headscale, tools.versions.tailscale, dir.display());
-        let record = LabRecord {
+        say!(
+            "building lab {run_id} on the {} backend (headscale {}, tailscale {}); its files: {}",
+            options.backend.name(),
+            tools.versions.headscale,
+            tools.versions.tailscale,
+            dir.display()
+        );
+        let mut record = LabRecord {
             netns: Some(NetnsRecord::plan(&run_id, &dir, &options.spec)),
             run_id,
             backend: options.backend,
@@ -105,12 +76,17 @@ impl Lab {
             tailnet_ips: BTreeMap::new(),
             timings: Timings::default(),
             torn_down: false,
+            watchdog: None,
         };
         // The record and the index entry exist before the first namespace does, so that from
         // here on a crash leaves something the next run can find and remove.
         record.save()?;
-        index(&record)?;
-        remove_on_interrupt(&record);
+        registry::index(&record)?;
+        if record.lifetime == Lifetime::WithOwner {
+            record.watchdog = Some(registry::spawn_watchdog(&record)?);
+            record.save()?;
+        }
+        registry::remove_on_interrupt(&record);
         let mut lab = Lab {
             hosts: make_hosts(&record, record.lifetime)?,
             underlay: make_underlay(&record)?,
@@ -128,7 +104,7 @@ impl Lab {
 
     /// Use a lab another process built (`cargo mesh up`); leave it running afterwards.
     pub fn attach(dir_or_id: &str) -> Result<Lab> {
-        let dir = if Path::new(dir_or_id).join(RECORD).exists() {
+        let dir = if Path::new(dir_or_id).join(registry::RECORD).exists() {
             PathBuf::from(dir_or_id)
         } else {
             paths::labs_dir().join(dir_or_id)
@@ -163,7 +139,12 @@ impl Lab {
             None => bail!("this lab has no network record"),
         }
         timings.network = phase.elapsed().as_secs_f64();
-        say!("lab network up in {:.2}s: subnet A {}, subnet B {} behind NAT", timings.network, spec.subnet("a").net, spec.subnet("b").net);
+        say!(
+            "lab network up in {:.2}s: subnet A {}, subnet B {} behind NAT",
+            timings.network,
+            spec.subnet("a").net,
+            spec.subnet("b").net
+        );
 
         let phase = Instant::now();
         let pki = pki::issue(&record.run_id, SERVER_NAME, spec.server().addr)?;
@@ -214,8 +195,11 @@ impl Lab {
         self.await_mesh_of(&ips, budget::converge())?;
         timings.converged_after_registration = registration.elapsed().as_secs_f64();
         timings.converged_since_start = started.elapsed().as_secs_f64();
-        say!("mesh converged {:.2}s after registration ({:.2}s since the lab's start)",
-            timings.converged_after_registration, timings.converged_since_start);
+        say!(
+            "mesh converged {:.2}s after registration ({:.2}s since the lab's start)",
+            timings.converged_after_registration,
+            timings.converged_since_start
+        );
         Ok((timings, ips))
     }
 
@@ -247,7 +231,10 @@ impl Lab {
                         Some(_) => bail!("{name} sees {peer} offline"),
                         None => bail!("{name} does not see {peer} at all"),
                     }
-                    let ip = ips.get(peer).and_then(|v| v.iter().find(|ip| !ip.contains(':'))).ok_or_else(|| anyhow!("{peer} has no tailnet IPv4"))?;
+                    let ip = ips
+                        .get(peer)
+                        .and_then(|v| v.iter().find(|ip| !ip.contains(':')))
+                        .ok_or_else(|| anyhow!("{peer} has no tailnet IPv4"))?;
                     self.host(name)?
                         .succeed(&["ping", "-n", "-c", "1", "-W", "1", ip])
                         .map_err(|e| anyhow!("{name} cannot ping {peer} at {ip}: {e:#}"))?;
@@ -310,13 +297,36 @@ impl Lab {
         self.record.spec.clients().map(|c| c.name.clone()).collect()
     }
 
+    /// Every ordered pair of the mesh's clients.
+    pub fn client_pairs(&self) -> Vec<(String, String)> {
+        let clients = self.client_names();
+        clients.iter().flat_map(|a| clients.iter().filter(move |b| *b != a).map(move |b| (a.clone(), b.clone()))).collect()
+    }
+
+    /// One ICMP ping from client `from` to client `to`'s tailnet IPv4, answered within a second.
+    pub fn reaches(&self, from: &str, to: &str) -> Result<()> {
+        let ip = self.tailnet_ipv4(to)?;
+        self.host(from)?
+            .succeed(&["ping", "-n", "-c", "1", "-W", "1", &ip])
+            .map(|_| ())
+            .with_context(|| format!("{from} → {to} at {ip}"))
+    }
+
     /// A client's tailnet IPv4 address.
     pub fn tailnet_ipv4(&self, client: &str) -> Result<String> {
-        self.tailnet_ips(client)?.iter().find(|ip| !ip.contains(':')).cloned().ok_or_else(|| anyhow!("{client} has no tailnet IPv4"))
+        self.tailnet_ips(client)?
+            .iter()
+            .find(|ip| !ip.contains(':'))
+            .cloned()
+            .ok_or_else(|| anyhow!("{client} has no tailnet IPv4"))
     }
 
     pub fn tailnet_ips(&self, client: &str) -> Result<&[String]> {
-        self.record.tailnet_ips.get(client).map(|v| v.as_slice()).ok_or_else(|| anyhow!("{client} has no tailnet addresses recorded"))
+        self.record
+            .tailnet_ips
+            .get(client)
+            .map(|v| v.as_slice())
+            .ok_or_else(|| anyhow!("{client} has no tailnet addresses recorded"))
     }
 
     /// The argv of an interactive shell in `host`, with the lab's programs on its PATH.
@@ -377,7 +387,7 @@ impl Lab {
             let _ = host.stop_service(crate::tailscale::SERVICE);
             let _ = host.stop_service(crate::headscale::SERVICE);
         }
-        remove(&self.record)?;
+        registry::remove(&self.record)?;
         say!("lab {} torn down; its logs stay in {}", self.record.run_id, self.record.dir.display());
         Ok(())
     }
@@ -389,9 +399,7 @@ impl Lab {
     /// Let the lab outlive this value (`cargo mesh up`): it is now `cargo mesh down`'s to remove.
     pub fn release(mut self) -> LabRecord {
         self.owned = false;
-        if let Ok(mut owned) = OWNED.lock() {
-            owned.retain(|r| r.run_id != self.record.run_id);
-        }
+        registry::forget_on_interrupt(&self.record);
         self.record.clone()
     }
 }
@@ -446,27 +454,6 @@ impl Drop for Lab {
     }
 }
 
-impl LabRecord {
-    pub fn save(&self) -> Result<()> {
-        let path = self.dir.join(RECORD);
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(())
-    }
-
-    pub fn load(dir: &Path) -> Result<LabRecord> {
-        let path = dir.join(RECORD);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))
-    }
-
-    /// Nobody will remove this lab if we don't: its owner is gone and it was not detached.
-    fn abandoned(&self) -> bool {
-        !self.torn_down && self.lifetime == Lifetime::WithOwner && !self.owner.alive()
-    }
-}
-
 fn make_underlay(record: &LabRecord) -> Result<Box<dyn Underlay>> {
     let n = record.netns.as_ref().ok_or_else(|| anyhow!("lab {} has no network record", record.run_id))?;
     Ok(Box::new(NetnsUnderlay::new(n, &record.spec, &record.dir)))
@@ -474,12 +461,7 @@ fn make_underlay(record: &LabRecord) -> Result<Box<dyn Underlay>> {
 
 fn make_hosts(record: &LabRecord, lifetime: Lifetime) -> Result<Vec<Box<dyn Host>>> {
     let n = record.netns.as_ref().ok_or_else(|| anyhow!("lab {} has no network record", record.run_id))?;
-    record
-        .spec
-        .hosts
-        .iter()
-        .map(|h| Ok(Box::new(NetnsHost::new(n, &record.dir, &h.name, lifetime)?) as Box<dyn Host>))
-        .collect()
+    record.spec.hosts.iter().map(|h| Ok(Box::new(NetnsHost::new(n, &record.dir, &h.name, lifetime)?) as Box<dyn Host>)).collect()
 }
 
 /// The files every host's /etc starts with: the server's name resolves by the hosts file, and
@@ -490,121 +472,9 @@ fn etc_files(spec: &LabSpec) -> Vec<(&'static str, String)> {
     hosts += &format!("{}\t{SERVER_NAME}\n", server.addr);
     vec![
         ("hosts", hosts),
-        ("resolv.conf", "# mesh lab host: no upstream resolver; tailscale's MagicDNS manages this file\nnameserver 127.0.0.1\n".into()),
+        (
+            "resolv.conf",
+            "# mesh lab host: no upstream resolver; tailscale's MagicDNS manages this file\nnameserver 127.0.0.1\n".into(),
+        ),
     ]
-}
-
-fn new_run_id() -> Result<String> {
-    let mut bytes = [0u8; RUN_ID_LEN / 2];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Add the lab to the machine-wide index.
-fn index(record: &LabRecord) -> Result<()> {
-    std::fs::create_dir_all(paths::index_dir())?;
-    let link = paths::index_dir().join(&record.run_id);
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&record.dir, &link).with_context(|| format!("indexing the lab at {}", link.display()))
-}
-
-/// Labs this process is building or owns: what Ctrl-C or SIGTERM must remove before exiting.
-static OWNED: Mutex<Vec<LabRecord>> = Mutex::new(Vec::new());
-
-fn remove_on_interrupt(record: &LabRecord) {
-    static HANDLER: std::sync::Once = std::sync::Once::new();
-    OWNED.lock().unwrap().push(record.clone());
-    HANDLER.call_once(|| {
-        let installed = ctrlc::set_handler(|| {
-            let owned: Vec<LabRecord> = OWNED.lock().map(|o| o.clone()).unwrap_or_default();
-            for record in owned {
-                say!("interrupted: removing lab {}", record.run_id);
-                if let Err(e) = remove(&record) {
-                    say!("removing lab {} failed: {e:#}", record.run_id);
-                }
-            }
-            std::process::exit(130);
-        });
-        if let Err(e) = installed {
-            say!("no interrupt handler ({e}); an interrupted lab is removed by the next run");
-        }
-    });
-}
-
-/// Remove a lab's every piece, from its record alone, and drop it from the index.
-pub fn remove(record: &LabRecord) -> Result<()> {
-    if let Ok(mut owned) = OWNED.lock() {
-        owned.retain(|r| r.run_id != record.run_id);
-    }
-    if let Some(n) = &record.netns {
-        netns::teardown(n, &record.dir)?;
-    }
-    let mut done = record.clone();
-    done.torn_down = true;
-    let _ = done.save();
-    let _ = std::fs::remove_file(paths::index_dir().join(&record.run_id));
-    let _ = std::fs::remove_dir(paths::index_dir()); // only if empty: nothing of ours stays in /run
-    prune_finished();
-    Ok(())
-}
-
-/// Every lab in the index, by record.
-pub fn indexed() -> Vec<LabRecord> {
-    let Ok(entries) = std::fs::read_dir(paths::index_dir()) else { return Vec::new() };
-    entries.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).filter_map(|dir| LabRecord::load(&dir).ok()).collect()
-}
-
-/// Remove labs whose owner died without removing them (killed, crashed), and namespaces of
-/// this tool that no record accounts for. Returns the run ids removed.
-pub fn reclaim_abandoned() -> Vec<String> {
-    let mut removed = Vec::new();
-    for record in indexed().into_iter().filter(LabRecord::abandoned) {
-        say!("removing lab {} left behind by process {} (gone)", record.run_id, record.owner.pid);
-        match remove(&record) {
-            Ok(()) => removed.push(record.run_id),
-            Err(e) => say!("could not remove lab {}: {e:#}", record.run_id),
-        }
-    }
-    removed.extend(remove_unrecorded_namespaces(&indexed().iter().map(|r| r.run_id.clone()).collect::<Vec<_>>()));
-    removed
-}
-
-/// Namespaces named like ours whose run has no live record: remove them with whatever runs in them.
-pub fn remove_unrecorded_namespaces(known: &[String]) -> Vec<String> {
-    let mut removed = Vec::new();
-    for (run_id, namespaces) in netns::namespaces_of_this_tool() {
-        if known.contains(&run_id) {
-            continue;
-        }
-        let record = NetnsRecord {
-            router: namespaces.iter().find(|n| n.ends_with("-router")).cloned().unwrap_or_default(),
-            hosts: namespaces
-                .iter()
-                .filter(|n| !n.ends_with("-router"))
-                .map(|n| (n.trim_start_matches(&format!("{}{run_id}-", netns::NS_PREFIX)).to_string(), n.clone()))
-                .collect(),
-            ns_dir: paths::labs_dir().join(&run_id).join("ns"),
-        };
-        say!("removing namespaces of run {run_id}, which no record accounts for: {}", namespaces.join(" "));
-        if netns::teardown(&record, &paths::labs_dir().join(&run_id)).is_ok() {
-            removed.push(run_id);
-        }
-    }
-    removed
-}
-
-/// Keep the folders of the last few finished labs (their logs), delete older ones.
-fn prune_finished() {
-    let Ok(entries) = std::fs::read_dir(paths::labs_dir()) else { return };
-    let mut finished: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| LabRecord::load(p).map(|r| r.torn_down).unwrap_or(false))
-        .filter_map(|p| Some((std::fs::metadata(p.join(RECORD)).ok()?.modified().ok()?, p)))
-        .collect();
-    finished.sort();
-    let excess = finished.len().saturating_sub(KEEP_FINISHED);
-    for (_, dir) in finished.into_iter().take(excess) {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }

@@ -4,7 +4,7 @@
 //! - [`backend`]: the [`backend::Host`] abstraction and the backends that make hosts;
 //! - [`tools`]: the pinned systems under test, built with `go install`;
 //! - [`headscale`], [`tailscale`]: the real programs, driven through their CLIs;
-//! - [`lab`]: building, attaching to and removing a whole lab;
+//! - [`lab`]: building and attaching to a whole lab; [`registry`]: finding and removing labs;
 //! - [`fixture`]: the lab scenarios share; [`report`]: criteria and the run's report;
 //! - [`poll`], [`budget`], [`exec`], [`process`]: waiting, time limits, commands, services.
 
@@ -24,8 +24,10 @@ pub mod pki;
 pub mod poll;
 pub mod prereq;
 pub mod process;
+pub mod registry;
 pub mod report;
 pub mod runner;
+pub mod settings;
 pub mod spec;
 pub mod tailscale;
 pub mod tools;

@@ -31,7 +31,8 @@ fn parse(text: &str) -> Option<PingStats> {
     let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
     let (avg, max) = match text.lines().find(|l| l.starts_with("rtt ")) {
         Some(rtt) => {
-            let values: Vec<f64> = rtt.split('=').nth(1)?.trim().split_whitespace().next()?.split('/').filter_map(|v| v.parse().ok()).collect();
+            let values: Vec<f64> =
+                rtt.split('=').nth(1)?.trim().split_whitespace().next()?.split('/').filter_map(|v| v.parse().ok()).collect();
             (ms(*values.get(1)?), ms(*values.get(2)?))
         }
         None => (Duration::ZERO, Duration::ZERO),
@@ -43,7 +44,8 @@ fn parse(text: &str) -> Option<PingStats> {
 mod tests {
     #[test]
     fn reads_iputils_summaries() {
-        let text = "3 packets transmitted, 3 received, 0% packet loss, time 402ms\nrtt min/avg/max/mdev = 0.050/0.063/0.080/0.012 ms\n";
+        let text =
+            "3 packets transmitted, 3 received, 0% packet loss, time 402ms\nrtt min/avg/max/mdev = 0.050/0.063/0.080/0.012 ms\n";
         let s = super::parse(text).unwrap();
         assert_eq!((s.sent, s.received), (3, 3));
         assert_eq!(s.max.as_micros(), 80);

@@ -13,7 +13,7 @@ pub fn until<T>(what: &str, budget: Duration, mut observe: impl FnMut() -> Resul
     let started = Instant::now();
     let deadline = started + budget;
     let mut attempts = 0u32;
-    let verbose = std::env::var("MESH_VERBOSE").as_deref() == Ok("1");
+    let verbose = crate::settings::on("MESH_VERBOSE");
     let mut previous = String::new();
     loop {
         attempts += 1;
@@ -50,7 +50,11 @@ mod tests {
         let mut n = 0;
         let v = until("n reaches 3", Duration::from_secs(5), || {
             n += 1;
-            if n < 3 { bail!("n is {n}") } else { Ok(n) }
+            if n < 3 {
+                bail!("n is {n}")
+            } else {
+                Ok(n)
+            }
         })
         .unwrap();
         assert_eq!(v, 3);

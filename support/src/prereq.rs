@@ -32,9 +32,7 @@ const NETNS_NEEDS: &[Need] = &[
 ];
 
 fn have(command: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(command).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(command).is_file())).unwrap_or(false)
 }
 
 fn is_root() -> bool {
@@ -79,7 +77,8 @@ fn install(packages: &[&str]) -> Result<()> {
     let _no_services = if policy.exists() { None } else { Some(NoServiceStarts::install(policy)?) };
     let mut argv = vec!["apt-get", "install", "-y", "--no-install-recommends"];
     argv.extend_from_slice(packages);
-    let env_argv: Vec<&str> = std::iter::once("env").chain(std::iter::once("DEBIAN_FRONTEND=noninteractive")).chain(argv.iter().copied()).collect();
+    let env_argv: Vec<&str> =
+        std::iter::once("env").chain(std::iter::once("DEBIAN_FRONTEND=noninteractive")).chain(argv.iter().copied()).collect();
     let first = exec::local(&env_argv, budget::apt())?;
     if first.success() {
         return Ok(());

@@ -8,7 +8,7 @@ use std::time::Instant;
 static START: Lazy<Instant> = Lazy::new(Instant::now);
 
 pub fn say(args: std::fmt::Arguments) {
-    if std::env::var("MESH_QUIET").as_deref() == Ok("1") {
+    if crate::settings::on("MESH_QUIET") {
         return;
     }
     let line = format!("mesh [{:6.1}s] {args}\n", START.elapsed().as_secs_f64());

@@ -35,7 +35,15 @@ impl Criterion {
     pub fn check(self) -> Result<Criterion> {
         record(&self);
         if !self.ok {
-            bail!("{} failed: {} measured {:.3} {}, limit {} {}", self.id, self.name, self.measured, self.unit, self.limit, self.unit);
+            bail!(
+                "{} failed: {} measured {:.3} {}, limit {} {}",
+                self.id,
+                self.name,
+                self.measured,
+                self.unit,
+                self.limit,
+                self.unit
+            );
         }
         Ok(self)
     }
@@ -100,7 +108,13 @@ pub fn read_criteria(path: &std::path::Path) -> Vec<Criterion> {
     for c in all {
         match worst.iter_mut().find(|w| w.id == c.id) {
             Some(w) => {
-                let worse = if w.ok != c.ok { !c.ok } else if c.measured <= c.limit { c.measured > w.measured } else { c.measured < w.measured };
+                let worse = if w.ok != c.ok {
+                    !c.ok
+                } else if c.measured <= c.limit {
+                    c.measured > w.measured
+                } else {
+                    c.measured < w.measured
+                };
                 if worse {
                     *w = c;
                 }
@@ -136,7 +150,7 @@ pub struct Report {
     pub versions: Versions,
     pub passed: bool,
     pub seconds: f64,
-    pub timings: crate::lab::Timings,
+    pub timings: crate::registry::Timings,
     pub peak_rss_mib: f64,
     pub scenarios: Vec<Scenario>,
     pub criteria: Vec<Criterion>,
@@ -164,7 +178,9 @@ mod tests {
         let path = dir.join("c.jsonl");
         let lines: Vec<String> = [3.0, 9.0, 4.0]
             .iter()
-            .map(|m| serde_json::to_string(&Measurement::Criterion(Criterion::at_most("SC-002", "ping", *m, 50.0, "ms"))).unwrap())
+            .map(|m| {
+                serde_json::to_string(&Measurement::Criterion(Criterion::at_most("SC-002", "ping", *m, 50.0, "ms"))).unwrap()
+            })
             .collect();
         std::fs::write(&path, lines.join("\n")).unwrap();
         let got = read_criteria(&path);

@@ -46,8 +46,12 @@ pub fn build_test_binaries() -> Result<Vec<TestBinary>> {
     let mut binaries: Vec<TestBinary> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test")))
-        .filter_map(|m| Some(TestBinary { name: m["target"]["name"].as_str()?.to_string(), path: m["executable"].as_str()?.into() }))
+        .filter(|m| {
+            m["reason"] == "compiler-artifact" && m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test"))
+        })
+        .filter_map(|m| {
+            Some(TestBinary { name: m["target"]["name"].as_str()?.to_string(), path: m["executable"].as_str()?.into() })
+        })
         .filter(|b| is_scenario_binary(&b.name))
         .collect();
     binaries.sort_by_key(|b| b.name.clone());
@@ -88,7 +92,13 @@ pub fn needs_own_lab(binary: &TestBinary) -> bool {
 /// Run every test of `binaries` alone, in order, against the lab in `lab_dir`; after the
 /// first failure (or from the start, if `skip` says an earlier one failed) the rest are
 /// marked `not run`. Each test's output goes to `logs_dir`.
-pub fn run_scenarios(binaries: &[TestBinary], lab_dir: &Path, logs_dir: &Path, criteria_file: &Path, skip: bool) -> Result<RunOutcome> {
+pub fn run_scenarios(
+    binaries: &[TestBinary],
+    lab_dir: &Path,
+    logs_dir: &Path,
+    criteria_file: &Path,
+    skip: bool,
+) -> Result<RunOutcome> {
     std::fs::create_dir_all(logs_dir)?;
     let mut scenarios = Vec::new();
     let mut failed = skip;

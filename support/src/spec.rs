@@ -141,10 +141,9 @@ impl LabSpec {
 }
 
 fn parse_subnet(what: &str, var: &str, text: &str) -> Result<Ipv4Net> {
-    let net: Ipv4Net = text
-        .trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{what} {text:?} is not an IPv4 subnet: write it as address/prefix, e.g. {var}=172.30.1.0/24"))?;
+    let net: Ipv4Net = text.trim().parse().map_err(|_| {
+        anyhow::anyhow!("{what} {text:?} is not an IPv4 subnet: write it as address/prefix, e.g. {var}=172.30.1.0/24")
+    })?;
     if !(16..=28).contains(&net.prefix_len()) {
         bail!("{what} {net} has a /{} prefix: use a prefix from /16 to /28 ({var})", net.prefix_len());
     }

@@ -78,7 +78,7 @@ fn locate(program: &str, pin: &Pinned) -> Result<(PathBuf, String)> {
             bail!("{var}={given}: no such file; point it at a {program} {want} binary, or unset it to let the harness build one");
         }
         let have = version_of(program, &path).with_context(|| format!("{var}={given}"))?;
-        if have != want && std::env::var("MESH_ALLOW_VERSION_MISMATCH").as_deref() != Ok("1") {
+        if have != want && !crate::settings::on("MESH_ALLOW_VERSION_MISMATCH") {
             bail!(
                 "{var}={given} is {program} {have}, but this suite pins {want}: unset {var} to let the harness build {want}, \
                  or set MESH_ALLOW_VERSION_MISMATCH=1 to test {have} anyway"
@@ -113,8 +113,7 @@ fn bare(v: &str) -> &str {
 }
 
 fn on_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(program)).find(|f| f.is_file()))
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(program)).find(|f| f.is_file()))
 }
 
 /// The version a program reports itself, from the first line of its own output.
@@ -164,10 +163,10 @@ fn go_install(pin: &Pinned) -> Result<()> {
     if !pin.ldflags.is_empty() {
         cmd.arg(format!("-ldflags={}", pin.ldflags.replace("{v}", bare(pin.version))));
     }
-    cmd.args(&targets).current_dir(&partial).env("GOBIN", &partial).env(
-        "GOPROXY",
-        format!("file://{modcache}/cache/download,{upstream}"),
-    );
+    cmd.args(&targets)
+        .current_dir(&partial)
+        .env("GOBIN", &partial)
+        .env("GOPROXY", format!("file://{modcache}/cache/download,{upstream}"));
     let shown = format!("go install {}", targets.join(" "));
     exec::run("this machine", &shown, cmd, None, budget::go_build())?.check().context("building the systems under test")?;
     let _ = std::fs::remove_dir_all(&dir);

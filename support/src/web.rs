@@ -69,7 +69,9 @@ pub fn listening_addresses(h: &dyn Host) -> Result<Vec<String>> {
     Ok(out
         .lines()
         .filter_map(|l| l.split_whitespace().nth(3))
-        .filter_map(|local| local.rsplit_once(':').map(|(addr, _)| addr.trim_start_matches('[').trim_end_matches(']').to_string()))
+        .filter_map(|local| {
+            local.rsplit_once(':').map(|(addr, _)| addr.trim_start_matches('[').trim_end_matches(']').to_string())
+        })
         .collect())
 }
 

@@ -94,3 +94,18 @@ fn naming_a_lab_that_does_not_exist_says_how_to_find_the_real_ones() {
     let out = mesh(&["down", "no-such-lab"], &[]);
     assert_refused(&out, &["no running lab \"no-such-lab\"", "cargo mesh status"], &before);
 }
+
+#[test]
+fn bad_tuning_values_are_refused_naming_what_they_take() {
+    let before = our_namespaces();
+    for (var, value, says) in [
+        ("MESH_TIME_SCALE", "-2", "positive number"),
+        ("MESH_TIME_SCALE", "fast", "positive number"),
+        ("MESH_SOAK", "forever", "10s, 15m or 1h"),
+        ("MESH_VERBOSE", "yes", "set it to 1"),
+        ("MESH_ALLOW_VERSION_MISMATCH", "true", "set it to 1"),
+    ] {
+        let out = mesh(&["up"], &[(var, value)]);
+        assert_refused(&out, &[var, value, says], &before);
+    }
+}

@@ -1,16 +1,19 @@
 //! A lab outlives nothing that owns it. These drive the real `mesh` command as a child
 //! process and stop it the hard ways: SIGINT and SIGTERM (it removes its lab before exiting)
-//! and SIGKILL (its services die with it; the next run removes the rest).
+//! and SIGKILL (its services die with it; its watchdog, or else the next run, removes the rest).
 
 mod common;
 
 use common::leftovers;
-use meshlab::lab;
+use meshlab::registry;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// The watchdog notices its owner's death within a second (`tail --pid`), then removes the lab.
+const WATCHDOG_BUDGET: Duration = Duration::from_secs(10);
 
 /// `mesh up --foreground`, and the progress lines it writes, one by one.
 struct Foreground {
@@ -31,7 +34,9 @@ impl Foreground {
             .spawn()
             .expect("mesh starts");
         let (tx, rx) = mpsc::channel();
-        for pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for pipe in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -95,26 +100,37 @@ fn sigint_and_sigterm_remove_the_lab_before_exiting() {
     }
 }
 
+/// After SIGKILL nothing runs in the killed process: its services die with it (parent-death
+/// signal) and the lab's watchdog, a process of its own, removes the rest.
 #[test]
-fn sigkill_mid_provisioning_leaves_nothing_the_next_run_does_not_remove() {
+fn sigkill_mid_provisioning_leaves_nothing_behind() {
     let mut up = Foreground::start();
     up.wait_for("headscale ready");
     let (run_id, dir) = up.lab();
     up.signal(libc::SIGKILL);
-    // Its services die with it at once (parent-death signal) …
-    let survivors: Vec<String> = await_empty(&run_id, &dir, Duration::from_secs(5)).into_iter().filter(|l| l.starts_with("process")).collect();
-    assert_eq!(survivors, Vec::<String>::new(), "services outlived the killed mesh");
-    // … and the next run's start removes the namespaces and mounts left behind.
-    lab::reclaim_abandoned();
-    assert_eq!(leftovers(&run_id, &dir), Vec::<String>::new(), "lab {run_id} was not reclaimed");
+    assert_eq!(await_empty(&run_id, &dir, WATCHDOG_BUDGET), Vec::<String>::new(), "lab {run_id} outlived its killed owner");
 }
 
 #[test]
-fn sigkill_of_a_running_lab_is_reclaimed_by_the_next_run() {
+fn sigkill_of_a_running_lab_leaves_nothing_behind() {
     let mut up = Foreground::start();
     up.wait_for("is up while this command runs");
     let (run_id, dir) = up.lab();
     up.signal(libc::SIGKILL);
-    lab::reclaim_abandoned();
+    assert_eq!(await_empty(&run_id, &dir, WATCHDOG_BUDGET), Vec::<String>::new(), "lab {run_id} outlived its killed owner");
+}
+
+/// Should the watchdog fail too, the next run's start removes the lab: it is indexed, and its
+/// owner is gone.
+#[test]
+fn a_lab_whose_owner_and_watchdog_were_killed_is_removed_by_the_next_run() {
+    let mut up = Foreground::start();
+    up.wait_for("is up while this command runs");
+    let (run_id, dir) = up.lab();
+    let record = registry::LabRecord::load(&dir).expect("the lab's record");
+    let watchdog = record.watchdog.expect("a lab owned by a process has a watchdog");
+    unsafe { libc::kill(-(watchdog.pid as i32), libc::SIGKILL) };
+    up.signal(libc::SIGKILL);
+    registry::reclaim_abandoned();
     assert_eq!(await_empty(&run_id, &dir, Duration::from_secs(5)), Vec::<String>::new(), "lab {run_id} was not reclaimed");
 }

@@ -4,8 +4,9 @@
 mod common;
 
 use common::leftovers;
-use meshlab::lab::{self, Lab, LabOptions};
+use meshlab::lab::{Lab, LabOptions};
 use meshlab::process::ProcessId;
+use meshlab::registry;
 
 #[test]
 fn a_torn_down_lab_leaves_nothing_behind() {
@@ -29,7 +30,7 @@ fn a_lab_whose_owner_died_is_removed_by_the_next_run() {
     record.save().unwrap();
     // Services were started by this (live) process: they stay until the sweep stops them.
     // Any run's start sweeps (another test process may get there first): the lab must be gone.
-    lab::reclaim_abandoned();
-    assert!(lab::indexed().iter().all(|r| r.run_id != record.run_id), "lab {} is still indexed", record.run_id);
+    registry::reclaim_abandoned();
+    assert!(registry::indexed().iter().all(|r| r.run_id != record.run_id), "lab {} is still indexed", record.run_id);
     assert_eq!(leftovers(&record.run_id, &record.dir), Vec::<String>::new());
 }

@@ -15,7 +15,9 @@ pub fn leftovers(run_id: &str, lab_dir: &Path) -> Vec<String> {
     left.extend(mounts.lines().filter(|l| l.contains(&dir)).map(|l| format!("mount {l}")));
     for services in std::fs::read_dir(lab_dir.join("hosts")).into_iter().flatten().flatten().map(|h| h.path().join("services")) {
         for entry in std::fs::read_dir(services).into_iter().flatten().flatten() {
-            if let Ok(id) = serde_json::from_slice::<meshlab::process::ProcessId>(&std::fs::read(entry.path()).unwrap_or_default()) {
+            if let Ok(id) =
+                serde_json::from_slice::<meshlab::process::ProcessId>(&std::fs::read(entry.path()).unwrap_or_default())
+            {
                 if id.alive() {
                     left.push(format!("process {} ({})", id.pid, entry.path().display()));
                 }

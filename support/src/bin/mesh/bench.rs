@@ -76,7 +76,16 @@ pub fn run(runs: u32, json: Option<PathBuf>, from_scratch: bool) -> Result<ExitC
     let rate = 100.0 * f64::from(passed) / f64::from(runs.max(1));
     criteria.push(Criterion::at_least("SC-008", "first-attempt success", rate, SC008_FLOOR_PERCENT, "%"));
     for c in &criteria {
-        println!("{} {}: {:.1} {} (limit {} {}) {}", c.id, c.name, c.measured, c.unit, c.limit, c.unit, if c.ok { "ok" } else { "FAILED" });
+        println!(
+            "{} {}: {:.1} {} (limit {} {}) {}",
+            c.id,
+            c.name,
+            c.measured,
+            c.unit,
+            c.limit,
+            c.unit,
+            if c.ok { "ok" } else { "FAILED" }
+        );
     }
     println!("{passed}/{runs} runs passed first time");
     let ok = criteria.iter().all(|c| c.ok);
@@ -103,7 +112,10 @@ fn deploy_from_scratch(options: &LabOptions) -> Result<f64> {
     for (var, dir) in [("MESH_TOOLS_DIR", "tools"), ("GOCACHE", "gocache"), ("GOMODCACHE", "gomodcache")] {
         std::env::set_var(var, scratch.join(dir));
     }
-    say!("deploying from scratch: Go caches and tools in {} (this downloads and compiles headscale and tailscale)", scratch.display());
+    say!(
+        "deploying from scratch: Go caches and tools in {} (this downloads and compiles headscale and tailscale)",
+        scratch.display()
+    );
     let started = Instant::now();
     let lab = Lab::build(options.clone());
     let seconds = started.elapsed().as_secs_f64();

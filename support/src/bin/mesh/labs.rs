@@ -2,8 +2,9 @@
 
 use crate::table;
 use anyhow::{anyhow, bail, Result};
-use meshlab::lab::{self, Lab, LabOptions, LabRecord};
+use meshlab::lab::{Lab, LabOptions};
 use meshlab::process::Lifetime;
+use meshlab::registry::{self, LabRecord};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
@@ -40,7 +41,7 @@ pub fn up(foreground: bool) -> Result<ExitCode> {
 /// The lab a command means: the one named, else MESH_LAB, else the only one there is.
 fn resolve(name: Option<String>) -> Result<LabRecord> {
     let name = name.or_else(|| std::env::var("MESH_LAB").ok().filter(|v| !v.is_empty()));
-    let labs = lab::indexed();
+    let labs = registry::indexed();
     match name {
         Some(n) => labs
             .into_iter()
@@ -61,16 +62,16 @@ fn resolve(name: Option<String>) -> Result<LabRecord> {
 pub fn down(name: Option<String>, all: bool) -> Result<ExitCode> {
     if !all {
         let record = resolve(name)?;
-        lab::remove(&record)?;
+        registry::remove(&record)?;
         println!("lab {} removed (its logs stay in {})", record.run_id, record.dir.display());
         return Ok(ExitCode::SUCCESS);
     }
     let mut removed = Vec::new();
-    for record in lab::indexed() {
-        lab::remove(&record)?;
+    for record in registry::indexed() {
+        registry::remove(&record)?;
         removed.push(record.run_id);
     }
-    removed.extend(lab::remove_unrecorded_namespaces(&[]));
+    removed.extend(registry::remove_unrecorded_namespaces(&[]));
     if removed.is_empty() {
         println!("no labs of this tool on this machine");
     } else {
@@ -80,7 +81,7 @@ pub fn down(name: Option<String>, all: bool) -> Result<ExitCode> {
 }
 
 pub fn status() -> Result<ExitCode> {
-    let labs = lab::indexed();
+    let labs = registry::indexed();
     if labs.is_empty() {
         println!("no labs running");
         return Ok(ExitCode::SUCCESS);

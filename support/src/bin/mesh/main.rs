@@ -11,7 +11,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "cargo mesh", about = "Prove a self-hosted Headscale mesh works: real headscale and tailscaled in a lab of four hosts")]
+#[command(
+    name = "cargo mesh",
+    about = "Prove a self-hosted Headscale mesh works: real headscale and tailscaled in a lab of four hosts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -89,7 +92,9 @@ struct LabArgs {
 impl LabArgs {
     /// Flags become the environment, so the scenario processes see the same choices.
     fn apply(&self) {
-        for (var, value) in [("MESH_BACKEND", &self.backend), ("MESH_SUBNET_A", &self.subnet_a), ("MESH_SUBNET_B", &self.subnet_b)] {
+        for (var, value) in
+            [("MESH_BACKEND", &self.backend), ("MESH_SUBNET_A", &self.subnet_a), ("MESH_SUBNET_B", &self.subnet_b)]
+        {
             if let Some(v) = value {
                 std::env::set_var(var, v);
             }

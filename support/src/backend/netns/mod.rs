@@ -6,22 +6,23 @@
 //! namespace, the router has no interface that leaves the lab, and no namespace has a
 //! default route.
 
-use super::{Capture, Captured, Host, Underlay};
+mod host;
+mod underlay;
+
+pub use host::NetnsHost;
+pub use underlay::NetnsUnderlay;
+
+use crate::budget;
 use crate::exec::{self, Output};
-use crate::process::{self, Lifetime, ProcessId};
+use crate::process::ProcessId;
 use crate::spec::LabSpec;
-use crate::{budget, say};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::process::Command;
 
 /// The names and paths of one netns lab, enough to find and remove all of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,7 +55,7 @@ impl NetnsRecord {
 pub fn run_id_of_namespace(name: &str) -> Option<&str> {
     let rest = name.strip_prefix(NS_PREFIX)?;
     let (id, _) = rest.split_once('-')?;
-    (id.len() == crate::lab::RUN_ID_LEN && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
+    (id.len() == crate::registry::RUN_ID_LEN && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
 }
 
 fn ip(args: &[&str]) -> Result<Output> {
@@ -130,122 +131,6 @@ fn router_ruleset(spec: &LabSpec) -> String {
     rules
 }
 
-/// UDP between the subnets dropped, STUN to and from the server kept: a firewall that forces
-/// DERP. A table of its own, ahead of the router's, so removing it restores the router as it was.
-const BLOCK_TABLE: &str = "mesh_block";
-
-fn block_ruleset(spec: &LabSpec) -> String {
-    let server = spec.server().addr;
-    let stun = crate::headscale::STUN_PORT;
-    let mut rules = format!(
-        "table ip {BLOCK_TABLE} {{\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    \
-         ip daddr {server} udp dport {stun} accept\n    ip saddr {server} udp sport {stun} accept\n"
-    );
-    for from in &spec.subnets {
-        for to in spec.subnets.iter().filter(|t| t.name != from.name) {
-            rules += &format!("    iifname \"br-{}\" oifname \"br-{}\" meta l4proto udp drop\n", from.name, to.name);
-        }
-    }
-    rules + "  }\n}\n"
-}
-
-/// The router and links of a netns lab.
-pub struct NetnsUnderlay {
-    router: String,
-    spec: LabSpec,
-    captures: PathBuf,
-}
-
-impl NetnsUnderlay {
-    pub fn new(record: &NetnsRecord, spec: &LabSpec, lab_dir: &Path) -> NetnsUnderlay {
-        NetnsUnderlay { router: record.router.clone(), spec: spec.clone(), captures: lab_dir.join("captures") }
-    }
-}
-
-impl Underlay for NetnsUnderlay {
-    fn block_udp_between_subnets(&self, blocked: bool) -> Result<()> {
-        let tables = in_namespace(&self.router, &["nft", "list", "tables"], None)?.stdout;
-        let present = tables.lines().any(|l| l.trim() == format!("table ip {BLOCK_TABLE}"));
-        match (blocked, present) {
-            (true, false) => in_namespace(&self.router, &["nft", "-f", "-"], Some(block_ruleset(&self.spec).as_bytes()))?,
-            (false, true) => in_namespace(&self.router, &["nft", "delete", "table", "ip", BLOCK_TABLE], None)?,
-            _ => return Ok(()),
-        };
-        say!("router: UDP between the subnets {}", if blocked { "blocked (STUN to the server kept)" } else { "allowed again" });
-        Ok(())
-    }
-
-    fn set_link(&self, host: &str, up: bool) -> Result<()> {
-        self.spec.host(host)?;
-        ip(&["-n", &self.router, "link", "set", &format!("v-{host}"), if up { "up" } else { "down" }])?;
-        say!("{host}: underlay link {}", if up { "up" } else { "down" });
-        Ok(())
-    }
-
-    fn capture(&self, filter: &str) -> Result<Box<dyn Capture>> {
-        std::fs::create_dir_all(&self.captures)?;
-        let n = std::fs::read_dir(&self.captures)?.count();
-        let path = self.captures.join(format!("capture-{n}.pcap"));
-        let log = self.captures.join(format!("capture-{n}.log"));
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.router))
-            // Immediate mode: packets still in the kernel's ring when tcpdump is stopped would be lost.
-            .args(["tcpdump", "-i", "any", "--immediate-mode", "-U", "-nn", "-Z", "root", "-w"])
-            .arg(&path)
-            .arg(filter)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?);
-        let child = process::spawn_service(cmd, Lifetime::WithOwner)?;
-        let id = ProcessId::of(child.id()).ok_or_else(|| anyhow!("tcpdump exited at once; see {}", log.display()))?;
-        let capture = NetnsCapture { child, id, path, log };
-        crate::poll::until("tcpdump listening in the router", budget::command(), || {
-            let text = std::fs::read_to_string(&capture.log).unwrap_or_default();
-            if text.contains("listening on") {
-                Ok(())
-            } else if !capture.id.alive() {
-                Err(anyhow!("tcpdump exited: {}", text.trim()))
-            } else {
-                Err(anyhow!("not yet: {}", text.trim()))
-            }
-        })?;
-        Ok(Box::new(capture))
-    }
-
-    fn ruleset(&self) -> Result<String> {
-        Ok(in_namespace(&self.router, &["nft", "list", "ruleset"], None)?.stdout)
-    }
-
-    fn router_route_to(&self, address: &str) -> Result<Output> {
-        let mut cmd = Command::new("ip");
-        cmd.args(["-n", &self.router, "route", "get", address]);
-        exec::run("router", &format!("ip route get {address}"), cmd, None, budget::command())
-    }
-}
-
-struct NetnsCapture {
-    child: Child,
-    id: ProcessId,
-    path: PathBuf,
-    log: PathBuf,
-}
-
-impl Capture for NetnsCapture {
-    fn so_far(&self) -> Result<Vec<u8>> {
-        std::fs::read(&self.path).with_context(|| format!("reading {}", self.path.display()))
-    }
-
-    fn stop(mut self: Box<Self>) -> Result<Captured> {
-        // SIGTERM: tcpdump flushes its file and exits.
-        self.id.terminate(budget::stop());
-        let _ = self.child.wait();
-        let raw = std::fs::read(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
-        let shown = self.path.display().to_string();
-        let listing = exec::local(&["tcpdump", "-nn", "-r", &shown], budget::command())?.check()?;
-        Ok(Captured { raw, packets: listing.stdout.lines().map(str::to_string).collect(), path: self.path.clone() })
-    }
-}
-
 fn host_dir(lab_dir: &Path, host: &str) -> PathBuf {
     lab_dir.join("hosts").join(host)
 }
@@ -309,10 +194,8 @@ pub fn teardown(record: &NetnsRecord, lab_dir: &Path) -> Result<()> {
     }
     // Anything else still running inside the lab's namespaces (a command cut off by its time
     // limit, a shell) is ours by construction: it lives in a namespace of this run.
-    let inodes: Vec<u64> = record
-        .all_namespaces()
-        .filter_map(|ns| std::fs::metadata(format!("/run/netns/{ns}")).ok().map(|m| m.ino()))
-        .collect();
+    let inodes: Vec<u64> =
+        record.all_namespaces().filter_map(|ns| std::fs::metadata(format!("/run/netns/{ns}")).ok().map(|m| m.ino())).collect();
     for id in processes_in_namespaces(&inodes) {
         id.terminate(budget::stop());
     }
@@ -344,6 +227,35 @@ pub fn teardown(record: &NetnsRecord, lab_dir: &Path) -> Result<()> {
     } else {
         bail!("tearing down the lab left pieces behind:\n  {}", problems.join("\n  "))
     }
+}
+
+/// The same removal as [`teardown`], as a shell script run by a watchdog process once `owner`
+/// has exited: kill what runs in the lab's namespaces, unmount the pinned ones, delete them,
+/// drop the index entry. Every name in it is this run's own.
+pub fn watchdog_script(record: &NetnsRecord, owner: u32, index_entry: &Path) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let namespaces: Vec<String> = record.all_namespaces().map(|n| quote(n)).collect();
+    let pinned: Vec<String> = record
+        .hosts
+        .keys()
+        .flat_map(|h| ["mnt", "uts"].map(|k| quote(&record.ns_dir.join(format!("{h}.{k}")).display().to_string())))
+        .collect();
+    format!(
+        "tail --pid={owner} -f /dev/null\n\
+         echo \"owner {owner} gone at $(date -u +%FT%TZ): removing its lab\"\n\
+         for ns in {ns}; do ip netns pids \"$ns\" 2>/dev/null | xargs -r kill -9; done\n\
+         sleep 0.2\n\
+         for f in {pinned}; do umount -l \"$f\" 2>/dev/null; done\n\
+         umount -l {ns_dir} 2>/dev/null\n\
+         for ns in {ns}; do ip netns del \"$ns\" 2>/dev/null; done\n\
+         rm -f {index}\n\
+         rmdir /run/mesh-lab 2>/dev/null\n\
+         echo done\n",
+        ns = namespaces.join(" "),
+        pinned = pinned.join(" "),
+        ns_dir = quote(&record.ns_dir.display().to_string()),
+        index = quote(&index_entry.display().to_string()),
+    )
 }
 
 fn unmount(path: &Path) -> bool {
@@ -397,166 +309,9 @@ pub fn namespaces_of_this_tool() -> BTreeMap<String, Vec<String>> {
     runs
 }
 
-/// A host of a netns lab.
-pub struct NetnsHost {
-    name: String,
-    netns: String,
-    dir: PathBuf,
-    ns_dir: PathBuf,
-    lifetime: Lifetime,
-    children: Mutex<HashMap<String, Child>>,
-    /// Every command run in the lab's hosts, with its output (`commands.log` in the lab's folder).
-    journal: PathBuf,
-}
-
-impl NetnsHost {
-    pub fn new(record: &NetnsRecord, lab_dir: &Path, name: &str, lifetime: Lifetime) -> Result<NetnsHost> {
-        let netns = record.hosts.get(name).ok_or_else(|| anyhow!("no host {name} in this lab"))?.clone();
-        Ok(NetnsHost {
-            name: name.to_string(),
-            netns,
-            dir: host_dir(lab_dir, name),
-            ns_dir: record.ns_dir.clone(),
-            lifetime,
-            children: Mutex::new(HashMap::new()),
-            journal: lab_dir.join("commands.log"),
-        })
-    }
-
-    /// `nsenter` into all of the host's namespaces.
-    fn enter(&self) -> Vec<String> {
-        vec![
-            "nsenter".into(),
-            format!("--net=/run/netns/{}", self.netns),
-            format!("--mount={}", self.ns_dir.join(format!("{}.mnt", self.name)).display()),
-            format!("--uts={}", self.ns_dir.join(format!("{}.uts", self.name)).display()),
-            "--".into(),
-        ]
-    }
-
-    fn service_file(&self, service: &str) -> PathBuf {
-        self.dir.join("services").join(format!("{service}.json"))
-    }
-
-    fn recorded(&self, service: &str) -> Option<ProcessId> {
-        serde_json::from_slice(&std::fs::read(self.service_file(service)).ok()?).ok()
-    }
-}
-
-impl Host for NetnsHost {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn exec(&self, argv: &[&str], stdin: Option<&[u8]>, limit: Duration) -> Result<Output> {
-        let full = self.enter();
-        let mut cmd = Command::new(&full[0]);
-        cmd.args(&full[1..]).args(argv);
-        let out = exec::run(&self.name, &exec::display_argv(argv), cmd, stdin, limit)?;
-        exec::journal(&self.journal, &out);
-        Ok(out)
-    }
-
-    fn start_service(&self, service: &str, argv: &[String], env: &[(String, String)]) -> Result<()> {
-        if self.service_running(service) {
-            bail!("on {}: {service} is already running", self.name);
-        }
-        let log_path = self.log_path(service);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-        let full = self.enter();
-        let mut cmd = Command::new(&full[0]);
-        cmd.args(&full[1..])
-            .args(argv)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = process::spawn_service(cmd, self.lifetime)
-            .with_context(|| format!("on {}: starting {service}: `{}`", self.name, exec::display_argv(argv)))?;
-        let id = ProcessId::of(child.id()).ok_or_else(|| anyhow!("on {}: {service} exited at once; see {}", self.name, log_path.display()))?;
-        std::fs::write(self.service_file(service), serde_json::to_vec(&id)?)?;
-        self.children.lock().unwrap().insert(service.to_string(), child);
-        say!("{}: started {service} (pid {}), log {}", self.name, id.pid, log_path.display());
-        Ok(())
-    }
-
-    fn stop_service(&self, service: &str) -> Result<()> {
-        if let Some(id) = self.recorded(service) {
-            id.terminate(budget::stop());
-            if id.alive() {
-                bail!("on {}: {service} (pid {}) survived SIGKILL", self.name, id.pid);
-            }
-        }
-        if let Some(mut child) = self.children.lock().unwrap().remove(service) {
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_file(self.service_file(service));
-        Ok(())
-    }
-
-    fn service_running(&self, service: &str) -> bool {
-        self.recorded(service).is_some_and(|id| id.alive())
-    }
-
-    fn tcp_connect(&self, addr: SocketAddr, limit: Duration) -> Result<()> {
-        let netns = format!("/run/netns/{}", self.netns);
-        // setns() changes only the calling thread: a short-lived thread enters, connects, ends.
-        std::thread::spawn(move || -> Result<()> {
-            let ns = std::fs::File::open(&netns).with_context(|| format!("opening {netns}"))?;
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                bail!("entering {netns}: {}", std::io::Error::last_os_error());
-            }
-            TcpStream::connect_timeout(&addr, limit)?;
-            Ok(())
-        })
-        .join()
-        .map_err(|_| anyhow!("the probe thread panicked"))?
-        .with_context(|| format!("from {}: TCP connect to {addr}", self.name))
-    }
-
-    fn log_path(&self, service: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{service}.log"))
-    }
-
-    fn state_dir(&self) -> String {
-        self.dir.join("state").display().to_string()
-    }
-
-    fn shell_argv(&self, path_prefix: &str) -> Vec<String> {
-        let mut argv = self.enter();
-        let path = format!("PATH={path_prefix}:{}", std::env::var("PATH").unwrap_or_default());
-        argv.extend(["env".into(), path, format!("PS1=[{}] \\w\\$ ", self.name), "bash".into(), "--norc".into(), "-i".into()]);
-        argv
-    }
-
-    fn services_peak_rss_kib(&self) -> u64 {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("services")) else { return 0 };
-        entries
-            .flatten()
-            .filter_map(|e| serde_json::from_slice::<ProcessId>(&std::fs::read(e.path()).ok()?).ok())
-            .filter(|id| id.alive())
-            .filter_map(|id| {
-                let status = std::fs::read_to_string(format!("/proc/{}/status", id.pid)).ok()?;
-                let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-                line.split_whitespace().nth(1)?.parse::<u64>().ok()
-            })
-            .sum()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_firewall_drops_udp_across_the_router_but_keeps_stun() {
-        let spec = LabSpec::new("192.168.1.0/24", "10.0.0.0/24").unwrap();
-        let rules = block_ruleset(&spec);
-        assert!(rules.contains("ip daddr 192.168.1.5 udp dport 3478 accept"), "{rules}");
-        assert!(rules.contains(r#"iifname "br-a" oifname "br-b" meta l4proto udp drop"#), "{rules}");
-        assert!(rules.contains(r#"iifname "br-b" oifname "br-a" meta l4proto udp drop"#), "{rules}");
-        assert!(rules.find("accept").unwrap() < rules.find("drop").unwrap(), "STUN is accepted before UDP is dropped");
-    }
 
     #[test]
     fn namespaces_are_recognised_by_their_run_unique_names_only() {

@@ -1,0 +1,163 @@
+//! A host of a netns lab: commands and services entered into its namespaces.
+
+use super::{host_dir, NetnsRecord};
+use crate::backend::Host;
+use crate::exec::{self, Output};
+use crate::process::{self, Lifetime, ProcessId};
+use crate::{budget, say};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A host of a netns lab.
+pub struct NetnsHost {
+    name: String,
+    netns: String,
+    dir: PathBuf,
+    ns_dir: PathBuf,
+    lifetime: Lifetime,
+    children: Mutex<HashMap<String, Child>>,
+    /// Every command run in the lab's hosts, with its output (`commands.log` in the lab's folder).
+    journal: PathBuf,
+}
+
+impl NetnsHost {
+    pub fn new(record: &NetnsRecord, lab_dir: &Path, name: &str, lifetime: Lifetime) -> Result<NetnsHost> {
+        let netns = record.hosts.get(name).ok_or_else(|| anyhow!("no host {name} in this lab"))?.clone();
+        Ok(NetnsHost {
+            name: name.to_string(),
+            netns,
+            dir: host_dir(lab_dir, name),
+            ns_dir: record.ns_dir.clone(),
+            lifetime,
+            children: Mutex::new(HashMap::new()),
+            journal: lab_dir.join("commands.log"),
+        })
+    }
+
+    /// `nsenter` into all of the host's namespaces.
+    fn enter(&self) -> Vec<String> {
+        vec![
+            "nsenter".into(),
+            format!("--net=/run/netns/{}", self.netns),
+            format!("--mount={}", self.ns_dir.join(format!("{}.mnt", self.name)).display()),
+            format!("--uts={}", self.ns_dir.join(format!("{}.uts", self.name)).display()),
+            "--".into(),
+        ]
+    }
+
+    fn service_file(&self, service: &str) -> PathBuf {
+        self.dir.join("services").join(format!("{service}.json"))
+    }
+
+    fn recorded(&self, service: &str) -> Option<ProcessId> {
+        serde_json::from_slice(&std::fs::read(self.service_file(service)).ok()?).ok()
+    }
+}
+
+impl Host for NetnsHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn exec(&self, argv: &[&str], stdin: Option<&[u8]>, limit: Duration) -> Result<Output> {
+        let full = self.enter();
+        let mut cmd = Command::new(&full[0]);
+        cmd.args(&full[1..]).args(argv);
+        let out = exec::run(&self.name, &exec::display_argv(argv), cmd, stdin, limit)?;
+        exec::journal(&self.journal, &out);
+        Ok(out)
+    }
+
+    fn start_service(&self, service: &str, argv: &[String], env: &[(String, String)]) -> Result<()> {
+        if self.service_running(service) {
+            bail!("on {}: {service} is already running", self.name);
+        }
+        let log_path = self.log_path(service);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let full = self.enter();
+        let mut cmd = Command::new(&full[0]);
+        cmd.args(&full[1..])
+            .args(argv)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = process::spawn_service(cmd, self.lifetime)
+            .with_context(|| format!("on {}: starting {service}: `{}`", self.name, exec::display_argv(argv)))?;
+        let id = ProcessId::of(child.id())
+            .ok_or_else(|| anyhow!("on {}: {service} exited at once; see {}", self.name, log_path.display()))?;
+        std::fs::write(self.service_file(service), serde_json::to_vec(&id)?)?;
+        self.children.lock().unwrap().insert(service.to_string(), child);
+        say!("{}: started {service} (pid {}), log {}", self.name, id.pid, log_path.display());
+        Ok(())
+    }
+
+    fn stop_service(&self, service: &str) -> Result<()> {
+        if let Some(id) = self.recorded(service) {
+            id.terminate(budget::stop());
+            if id.alive() {
+                bail!("on {}: {service} (pid {}) survived SIGKILL", self.name, id.pid);
+            }
+        }
+        if let Some(mut child) = self.children.lock().unwrap().remove(service) {
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.service_file(service));
+        Ok(())
+    }
+
+    fn service_running(&self, service: &str) -> bool {
+        self.recorded(service).is_some_and(|id| id.alive())
+    }
+
+    fn tcp_connect(&self, addr: SocketAddr, limit: Duration) -> Result<()> {
+        let netns = format!("/run/netns/{}", self.netns);
+        // setns() changes only the calling thread: a short-lived thread enters, connects, ends.
+        std::thread::spawn(move || -> Result<()> {
+            let ns = std::fs::File::open(&netns).with_context(|| format!("opening {netns}"))?;
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("entering {netns}: {}", std::io::Error::last_os_error());
+            }
+            TcpStream::connect_timeout(&addr, limit)?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow!("the probe thread panicked"))?
+        .with_context(|| format!("from {}: TCP connect to {addr}", self.name))
+    }
+
+    fn log_path(&self, service: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{service}.log"))
+    }
+
+    fn state_dir(&self) -> String {
+        self.dir.join("state").display().to_string()
+    }
+
+    fn shell_argv(&self, path_prefix: &str) -> Vec<String> {
+        let mut argv = self.enter();
+        let path = format!("PATH={path_prefix}:{}", std::env::var("PATH").unwrap_or_default());
+        argv.extend(["env".into(), path, format!("PS1=[{}] \\w\\$ ", self.name), "bash".into(), "--norc".into(), "-i".into()]);
+        argv
+    }
+
+    fn services_peak_rss_kib(&self) -> u64 {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("services")) else { return 0 };
+        entries
+            .flatten()
+            .filter_map(|e| serde_json::from_slice::<ProcessId>(&std::fs::read(e.path()).ok()?).ok())
+            .filter(|id| id.alive())
+            .filter_map(|id| {
+                let status = std::fs::read_to_string(format!("/proc/{}/status", id.pid)).ok()?;
+                let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .sum()
+    }
+}

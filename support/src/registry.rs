@@ -1,0 +1,217 @@
+//! Where labs are written down, so that anyone can find and remove one: its record
+//! (`lab.json` in its folder), the machine-wide index in /run, removal from a record alone,
+//! reclaiming labs whose owner died, and removal on Ctrl-C or SIGTERM.
+
+use crate::backend::netns::{self, NetnsRecord};
+use crate::backend::BackendKind;
+use crate::process::{Lifetime, ProcessId};
+use crate::spec::LabSpec;
+use crate::tools::Tools;
+use crate::{paths, say};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub const RUN_ID_LEN: usize = 6;
+/// How many finished labs' folders (logs, configs) are kept under target/.
+const KEEP_FINISHED: usize = 10;
+pub(crate) const RECORD: &str = "lab.json";
+/// Everything needed to use, attach to, or remove a lab. Saved as `lab.json` in its folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabRecord {
+    pub run_id: String,
+    pub backend: BackendKind,
+    pub dir: PathBuf,
+    pub owner: ProcessId,
+    pub lifetime: Lifetime,
+    pub spec: LabSpec,
+    pub tools: Tools,
+    pub netns: Option<NetnsRecord>,
+    /// Client name → its tailnet addresses, IPv4 first.
+    pub tailnet_ips: BTreeMap<String, Vec<String>>,
+    pub timings: Timings,
+    pub torn_down: bool,
+    /// The process that removes the lab if its owner dies without doing so.
+    #[serde(default)]
+    pub watchdog: Option<ProcessId>,
+}
+
+/// How long each phase of building the lab took, in seconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub network: f64,
+    pub headscale_ready: f64,
+    /// Client → seconds from the start of registration until its `tailscale up` returned.
+    pub registered: BTreeMap<String, f64>,
+    /// From the start of registration until every client reaches every other (SC-001).
+    pub converged_after_registration: f64,
+    /// From the lab's start until the mesh converged.
+    pub converged_since_start: f64,
+}
+
+impl LabRecord {
+    pub fn save(&self) -> Result<()> {
+        let path = self.dir.join(RECORD);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    pub fn load(dir: &Path) -> Result<LabRecord> {
+        let path = dir.join(RECORD);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Nobody will remove this lab if we don't: its owner is gone and it was not detached.
+    fn abandoned(&self) -> bool {
+        !self.torn_down && self.lifetime == Lifetime::WithOwner && !self.owner.alive()
+    }
+}
+
+pub(crate) fn new_run_id() -> Result<String> {
+    let mut bytes = [0u8; RUN_ID_LEN / 2];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Add the lab to the machine-wide index.
+pub(crate) fn index(record: &LabRecord) -> Result<()> {
+    std::fs::create_dir_all(paths::index_dir())?;
+    let link = paths::index_dir().join(&record.run_id);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&record.dir, &link).with_context(|| format!("indexing the lab at {}", link.display()))
+}
+
+/// Labs this process is building or owns: what Ctrl-C or SIGTERM must remove before exiting.
+static OWNED: Mutex<Vec<LabRecord>> = Mutex::new(Vec::new());
+
+pub(crate) fn remove_on_interrupt(record: &LabRecord) {
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    OWNED.lock().unwrap().push(record.clone());
+    HANDLER.call_once(|| {
+        let installed = ctrlc::set_handler(|| {
+            let owned: Vec<LabRecord> = OWNED.lock().map(|o| o.clone()).unwrap_or_default();
+            for record in owned {
+                say!("interrupted: removing lab {}", record.run_id);
+                if let Err(e) = remove(&record) {
+                    say!("removing lab {} failed: {e:#}", record.run_id);
+                }
+            }
+            std::process::exit(130);
+        });
+        if let Err(e) = installed {
+            say!("no interrupt handler ({e}); an interrupted lab is removed by the next run");
+        }
+    });
+}
+
+/// Start the lab's watchdog: a small process outside ours that waits for the owner to exit
+/// and then removes what is left (after SIGKILL nothing in-process runs). A normal teardown
+/// stops it first. Its output goes to `watchdog.log` in the lab's folder.
+pub(crate) fn spawn_watchdog(record: &LabRecord) -> Result<ProcessId> {
+    let Some(n) = &record.netns else { anyhow::bail!("lab {} has no network record", record.run_id) };
+    let script = netns::watchdog_script(n, record.owner.pid, &paths::index_dir().join(&record.run_id));
+    let log = std::fs::File::create(record.dir.join("watchdog.log"))?;
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script]).stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    let child = crate::process::spawn_service(cmd, Lifetime::Detached)?;
+    ProcessId::of(child.id()).context("the watchdog exited at once")
+}
+
+fn stop_watchdog(record: &LabRecord) {
+    if let Some(w) = record.watchdog.filter(ProcessId::alive) {
+        // It leads a process group of its own (its `tail` included): end all of it.
+        unsafe { libc::kill(-(w.pid as i32), libc::SIGKILL) };
+        w.terminate(crate::budget::stop());
+    }
+}
+
+/// This process no longer removes the lab on an interrupt (it was handed over, or removed).
+pub(crate) fn forget_on_interrupt(record: &LabRecord) {
+    if let Ok(mut owned) = OWNED.lock() {
+        owned.retain(|r| r.run_id != record.run_id);
+    }
+}
+
+/// Remove a lab's every piece, from its record alone, and drop it from the index.
+pub fn remove(record: &LabRecord) -> Result<()> {
+    forget_on_interrupt(record);
+    stop_watchdog(record);
+    if let Some(n) = &record.netns {
+        netns::teardown(n, &record.dir)?;
+    }
+    let mut done = record.clone();
+    done.torn_down = true;
+    let _ = done.save();
+    let _ = std::fs::remove_file(paths::index_dir().join(&record.run_id));
+    let _ = std::fs::remove_dir(paths::index_dir()); // only if empty: nothing of ours stays in /run
+    prune_finished();
+    Ok(())
+}
+
+/// Every lab in the index, by record.
+pub fn indexed() -> Vec<LabRecord> {
+    let Ok(entries) = std::fs::read_dir(paths::index_dir()) else { return Vec::new() };
+    entries.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).filter_map(|dir| LabRecord::load(&dir).ok()).collect()
+}
+
+/// Remove labs whose owner died without removing them (killed, crashed), and namespaces of
+/// this tool that no record accounts for. Returns the run ids removed.
+pub fn reclaim_abandoned() -> Vec<String> {
+    let mut removed = Vec::new();
+    for record in indexed().into_iter().filter(LabRecord::abandoned) {
+        say!("removing lab {} left behind by process {} (gone)", record.run_id, record.owner.pid);
+        match remove(&record) {
+            Ok(()) => removed.push(record.run_id),
+            Err(e) => say!("could not remove lab {}: {e:#}", record.run_id),
+        }
+    }
+    removed.extend(remove_unrecorded_namespaces(&indexed().iter().map(|r| r.run_id.clone()).collect::<Vec<_>>()));
+    removed
+}
+
+/// Namespaces named like ours whose run has no live record: remove them with whatever runs in them.
+pub fn remove_unrecorded_namespaces(known: &[String]) -> Vec<String> {
+    let mut removed = Vec::new();
+    for (run_id, namespaces) in netns::namespaces_of_this_tool() {
+        if known.contains(&run_id) {
+            continue;
+        }
+        let record = NetnsRecord {
+            router: namespaces.iter().find(|n| n.ends_with("-router")).cloned().unwrap_or_default(),
+            hosts: namespaces
+                .iter()
+                .filter(|n| !n.ends_with("-router"))
+                .map(|n| (n.trim_start_matches(&format!("{}{run_id}-", netns::NS_PREFIX)).to_string(), n.clone()))
+                .collect(),
+            ns_dir: paths::labs_dir().join(&run_id).join("ns"),
+        };
+        say!("removing namespaces of run {run_id}, which no record accounts for: {}", namespaces.join(" "));
+        if netns::teardown(&record, &paths::labs_dir().join(&run_id)).is_ok() {
+            removed.push(run_id);
+        }
+    }
+    removed
+}
+
+/// Keep the folders of the last few finished labs (their logs), delete older ones.
+fn prune_finished() {
+    let Ok(entries) = std::fs::read_dir(paths::labs_dir()) else { return };
+    let mut finished: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .map(|e| e.path())
+        // Finished: torn down, or no longer indexed (its watchdog removed it).
+        .filter(|p| LabRecord::load(p).map(|r| r.torn_down || !paths::index_dir().join(&r.run_id).exists()).unwrap_or(false))
+        .filter_map(|p| Some((std::fs::metadata(p.join(RECORD)).ok()?.modified().ok()?, p)))
+        .collect();
+    finished.sort();
+    let excess = finished.len().saturating_sub(KEEP_FINISHED);
+    for (_, dir) in finished.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,39 @@
+//! The environment variables that tune a run, checked in one place before anything is built:
+//! a bad value is a one-line error naming the variable, the value and what it takes.
+//! (Backend, subnets, binaries and `MESH_LAB` are checked where they are read, as richly.)
+
+use anyhow::{bail, Result};
+
+/// `1` (on), `0` or unset (off).
+const SWITCHES: &[&str] = &["MESH_VERBOSE", "MESH_QUIET", "MESH_ALLOW_VERSION_MISMATCH"];
+
+pub fn validate() -> Result<()> {
+    for var in SWITCHES {
+        if let Ok(v) = std::env::var(var) {
+            if !matches!(v.as_str(), "" | "0" | "1") {
+                bail!("{var}={v:?} is not a switch: set it to 1 (on) or 0, or leave it unset");
+            }
+        }
+    }
+    if let Ok(v) = std::env::var("MESH_TIME_SCALE") {
+        match v.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => {}
+            _ => bail!("MESH_TIME_SCALE={v:?} is not a positive number: use e.g. 2 to double every time budget"),
+        }
+    }
+    crate::budget::soak()?;
+    Ok(())
+}
+
+/// A switch is on.
+pub fn on(var: &str) -> bool {
+    std::env::var(var).as_deref() == Ok("1")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn switches_are_1_or_0() {
+        assert!(super::SWITCHES.contains(&"MESH_VERBOSE"));
+    }
+}
