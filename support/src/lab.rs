@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// How long a pre-auth key lives: long enough to register, short enough to be worth nothing
+/// if it leaks.
+const KEY_EXPIRY: &str = "10m";
 /// The lab CA's certificate, in the lab's folder.
 const CA_FILE: &str = "lab-ca.pem";
 
@@ -112,8 +115,8 @@ impl Lab {
         let record = LabRecord::load(&dir).with_context(|| {
             format!("MESH_LAB={dir_or_id} names no lab: give the folder or run id that `cargo mesh up` printed (see `cargo mesh status`)")
         })?;
-        if record.torn_down {
-            bail!("lab {} was torn down: start a new one with `cargo mesh up`", record.run_id);
+        if record.torn_down || !paths::index_dir().join(&record.run_id).exists() {
+            bail!("lab {} is no longer running: start a new one with `cargo mesh up`", record.run_id);
         }
         budget::set_backend_scale(record.backend.time_scale());
         // A service this process (re)starts belongs to the lab, not to this process: it must
@@ -160,9 +163,8 @@ impl Lab {
         for name in &clients {
             self.client(name)?.start(&pki.ca_pem)?;
         }
-        // One single-use key per client, expiring in minutes: a leaked key is worth nothing.
-        // Made while the daemons start up.
-        let keys: Vec<String> = clients.iter().map(|_| headscale.preauth_key(user, "10m")).collect::<Result<_>>()?;
+        // One single-use key per client, made while the daemons start up.
+        let keys: Vec<String> = clients.iter().map(|_| headscale.preauth_key(user, KEY_EXPIRY)).collect::<Result<_>>()?;
         for name in &clients {
             self.client(name)?.await_daemon()?;
         }
@@ -235,8 +237,7 @@ impl Lab {
                         .get(peer)
                         .and_then(|v| v.iter().find(|ip| !ip.contains(':')))
                         .ok_or_else(|| anyhow!("{peer} has no tailnet IPv4"))?;
-                    self.host(name)?
-                        .succeed(&["ping", "-n", "-c", "1", "-W", "1", ip])
+                    crate::ping::answers(self.host(name)?, ip)
                         .map_err(|e| anyhow!("{name} cannot ping {peer} at {ip}: {e:#}"))?;
                 }
             }
@@ -254,7 +255,7 @@ impl Lab {
         let ca = std::fs::read_to_string(self.record.dir.join(CA_FILE))?;
         let headscale = self.headscale();
         let user = headscale.user_id(USER)?;
-        let key = headscale.preauth_key(user, "10m")?;
+        let key = headscale.preauth_key(user, KEY_EXPIRY)?;
         let joined = Joined { lab: self, name: name.to_string() };
         client.start(&ca)?;
         client.await_daemon()?;
@@ -306,10 +307,7 @@ impl Lab {
     /// One ICMP ping from client `from` to client `to`'s tailnet IPv4, answered within a second.
     pub fn reaches(&self, from: &str, to: &str) -> Result<()> {
         let ip = self.tailnet_ipv4(to)?;
-        self.host(from)?
-            .succeed(&["ping", "-n", "-c", "1", "-W", "1", &ip])
-            .map(|_| ())
-            .with_context(|| format!("{from} → {to} at {ip}"))
+        crate::ping::answers(self.host(from)?, &ip).with_context(|| format!("{from} → {to} at {ip}"))
     }
 
     /// A client's tailnet IPv4 address.

@@ -23,6 +23,11 @@ pub fn ping(host: &dyn Host, ip: &str, count: u32) -> Result<PingStats> {
     Ok(stats)
 }
 
+/// One ping, answered within a second: the mesh's quickest "does it reach".
+pub fn answers(host: &dyn Host, ip: &str) -> Result<()> {
+    host.succeed(&["ping", "-n", "-c", "1", "-W", "1", ip]).map(|_| ())
+}
+
 /// iputils' summary: `3 packets transmitted, 3 received, …` and `rtt min/avg/max/mdev = a/b/c/d ms`.
 fn parse(text: &str) -> Option<PingStats> {
     let counts = text.lines().find(|l| l.contains("packets transmitted"))?;
