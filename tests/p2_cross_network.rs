@@ -4,10 +4,11 @@
 //! underlay never carries the mesh's traffic as plaintext (SC-006).
 
 use anyhow::{ensure, Context, Result};
+use meshlab::backend::Host;
 use meshlab::guards::{unique_marker, Running, UdpBlocked};
 use meshlab::ping::ping;
 use meshlab::report::{Criterion, Figure};
-use meshlab::{budget, lab, say};
+use meshlab::{budget, lab, say, sockets};
 use rstest::rstest;
 use serial_test::serial;
 use std::time::Instant;
@@ -99,10 +100,11 @@ fn the_underlay_never_carries_mesh_traffic_in_plaintext() -> Result<()> {
     let capture = lab.underlay().capture("tcp or udp")?;
     let mesh_sink = Running::start(c2, "mesh-sink", &["nc", "-lk", &c2_tailnet, "7777"])?;
     let plain_sink = Running::start(c1, "plain-sink", &["nc", "-lk", &c1_underlay, "7778"])?;
-    let send = |from: &dyn meshlab::backend::Host, text: &str, ip: &str, port: &str| -> Result<()> {
-        meshlab::poll::until(&format!("{} sending to {ip}:{port}", from.name()), budget::delivery(), || {
-            from.succeed(&["sh", "-c", &format!("printf '%s\\n' '{text}' | nc -N -w 3 {ip} {port}")]).map(|_| ())
-        })
+    sockets::await_listening(c2, "mesh-sink", 7777, &[c2_tailnet.clone()])?;
+    sockets::await_listening(c1, "plain-sink", 7778, &[c1_underlay.clone()])?;
+    let send = |from: &dyn Host, text: &str, ip: &str, port: &str| -> Result<()> {
+        from.succeed(&["sh", "-c", &format!("printf '%s\\n' '{text}' | nc -N -w 3 {ip} {port}")])?;
+        Ok(())
     };
     send(c1, &secret, &c2_tailnet, "7777")?;
     send(c2, &control, &c1_underlay, "7778")?;

@@ -28,6 +28,7 @@ pub mod registry;
 pub mod report;
 pub mod runner;
 pub mod settings;
+pub mod sockets;
 pub mod spec;
 pub mod tailscale;
 pub mod tools;

@@ -98,7 +98,7 @@ pub(crate) fn remove_on_interrupt(record: &LabRecord) {
             let owned: Vec<LabRecord> = OWNED.lock().map(|o| o.clone()).unwrap_or_default();
             for record in owned {
                 say!("interrupted: removing lab {}", record.run_id);
-                if let Err(e) = remove(&record) {
+                if let Err(e) = remove_all_but_watchdog(&record) {
                     say!("removing lab {} failed: {e:#}", record.run_id);
                 }
             }
@@ -111,8 +111,8 @@ pub(crate) fn remove_on_interrupt(record: &LabRecord) {
 }
 
 /// Start the lab's watchdog: a small process outside ours that waits for the owner to exit
-/// and then removes what is left (after SIGKILL nothing in-process runs). A normal teardown
-/// stops it first. Its output goes to `watchdog.log` in the lab's folder.
+/// and then removes what is left (after SIGKILL nothing in-process runs). A complete teardown
+/// stops it. Its output goes to `watchdog.log` in the lab's folder.
 pub(crate) fn spawn_watchdog(record: &LabRecord) -> Result<ProcessId> {
     let Some(n) = &record.netns else { anyhow::bail!("lab {} has no network record", record.run_id) };
     let script = netns::watchdog_script(n, record.owner.pid, &paths::index_dir().join(&record.run_id));
@@ -140,8 +140,16 @@ pub(crate) fn forget_on_interrupt(record: &LabRecord) {
 
 /// Remove a lab's every piece, from its record alone, and drop it from the index.
 pub fn remove(record: &LabRecord) -> Result<()> {
-    forget_on_interrupt(record);
+    remove_all_but_watchdog(record)?;
+    // Only once all is gone: while anything is left, the watchdog is what would remove it.
     stop_watchdog(record);
+    Ok(())
+}
+
+/// [`remove`], leaving the watchdog to run its own sweep once the owner has exited: what an
+/// interrupted owner does, since its other threads may still be making pieces meanwhile.
+fn remove_all_but_watchdog(record: &LabRecord) -> Result<()> {
+    forget_on_interrupt(record);
     if let Some(n) = &record.netns {
         netns::teardown(n, &record.dir)?;
     }

@@ -29,11 +29,3 @@ pub fn validate() -> Result<()> {
 pub fn on(var: &str) -> bool {
     std::env::var(var).as_deref() == Ok("1")
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn switches_are_1_or_0() {
-        assert!(super::SWITCHES.contains(&"MESH_VERBOSE"));
-    }
-}

@@ -8,8 +8,8 @@
 use crate::backend::Host;
 use crate::exec::Output;
 use crate::lab::Lab;
-use crate::{budget, poll};
-use anyhow::{bail, Result};
+use crate::{budget, sockets};
+use anyhow::Result;
 use std::time::Duration;
 
 pub const SERVICE: &str = "nginx";
@@ -65,29 +65,11 @@ pub fn allow_binding_absent_addresses(h: &dyn Host) -> Result<()> {
 
 /// The local addresses listening on the web port, as `ss -ltn` shows them.
 pub fn listening_addresses(h: &dyn Host) -> Result<Vec<String>> {
-    let out = h.succeed(&["ss", "-Hltn", &format!("sport = :{PORT}")])?;
-    Ok(out
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(3))
-        .filter_map(|local| {
-            local.rsplit_once(':').map(|(addr, _)| addr.trim_start_matches('[').trim_end_matches(']').to_string())
-        })
-        .collect())
+    sockets::listening_addresses(h, PORT)
 }
 
 pub fn await_listening(h: &dyn Host, addresses: &[String]) -> Result<()> {
-    poll::until(&format!("nginx on {} listening on {addresses:?}", h.name()), budget::service_ready(), || {
-        if !h.service_running(SERVICE) {
-            let log = std::fs::read_to_string(h.log_path(SERVICE)).unwrap_or_default();
-            bail!("nginx exited; its log ends:\n    {}", crate::exec::tail(&log, 10));
-        }
-        let listening = listening_addresses(h)?;
-        if addresses.iter().all(|a| listening.contains(a)) {
-            Ok(())
-        } else {
-            bail!("listening on {listening:?}")
-        }
-    })
+    sockets::await_listening(h, SERVICE, PORT, addresses)
 }
 
 /// `curl` from `from`, once, giving up after `limit`: the output whatever happened.

@@ -23,7 +23,14 @@ fn our_namespaces() -> Vec<String> {
 /// The command failed with one `mesh: error:` line containing every `says`, and left nothing.
 fn assert_refused(out: &Output, says: &[&str], before: &[String]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected a non-zero exit; stderr: {stderr}");
+    if out.status.success() {
+        // It built a lab it should have refused: remove that lab before failing.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if let Some(id) = stdout.split("lab ").nth(1).and_then(|r| r.split_whitespace().next()) {
+            let _ = Command::new(env!("CARGO_BIN_EXE_mesh")).args(["down", id]).status();
+        }
+        panic!("expected a non-zero exit; it succeeded: {stdout}\n{stderr}");
+    }
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("mesh: error:")).collect();
     assert_eq!(errors.len(), 1, "expected exactly one error line; stderr: {stderr}");
     for s in says {
@@ -75,10 +82,7 @@ fn a_missing_binary_is_refused_naming_the_variable() {
 
 #[test]
 fn without_root_the_error_says_what_is_needed() {
-    if !Path::new("/usr/bin/setpriv").exists() {
-        eprintln!("setpriv (util-linux) is not here: cannot drop root for this test");
-        return;
-    }
+    assert!(Path::new("/usr/bin/setpriv").exists(), "this test drops root with setpriv: install util-linux");
     let before = our_namespaces();
     let out = Command::new("/usr/bin/setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_mesh"), "up"])

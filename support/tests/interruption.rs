@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::leftovers;
+use common::Snapshot;
 use meshlab::registry;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -14,13 +14,17 @@ use std::time::{Duration, Instant};
 
 /// The watchdog notices its owner's death within a second (`tail --pid`), then removes the lab.
 const WATCHDOG_BUDGET: Duration = Duration::from_secs(10);
+/// Up to a lab built, on a machine with the tools already built.
+const UP_BUDGET: Duration = Duration::from_secs(180);
 
-/// `mesh up --foreground`, and the progress lines it writes, one by one.
+/// `mesh up --foreground`, and the progress lines it writes, one by one. Dropped before it was
+/// signalled (a failed assertion), it is killed, and its watchdog removes its lab.
 struct Foreground {
     child: Child,
     lines: mpsc::Receiver<String>,
     run_id: Option<String>,
     dir: Option<PathBuf>,
+    ended: bool,
 }
 
 impl Foreground {
@@ -34,9 +38,7 @@ impl Foreground {
             .spawn()
             .expect("mesh starts");
         let (tx, rx) = mpsc::channel();
-        for pipe in
-            [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())]
-        {
+        for pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -44,12 +46,12 @@ impl Foreground {
                 }
             });
         }
-        Foreground { child, lines: rx, run_id: None, dir: None }
+        Foreground { child, lines: rx, run_id: None, dir: None, ended: false }
     }
 
     /// Read its output until a line contains `marker`; learn the run id and folder on the way.
     fn wait_for(&mut self, marker: &str) {
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + UP_BUDGET;
         let mut seen = Vec::new();
         while Instant::now() < deadline {
             let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) else { continue };
@@ -63,27 +65,27 @@ impl Foreground {
                 return;
             }
         }
-        panic!("`mesh up --foreground` never printed {marker:?} within 120 s; it printed:\n{}", seen.join("\n"));
+        panic!("`mesh up --foreground` never printed {marker:?} within {UP_BUDGET:?}; it printed:\n{}", seen.join("\n"));
     }
 
     fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
         unsafe { libc::kill(self.child.id() as i32, signal) };
+        self.ended = true;
         self.child.wait().unwrap()
     }
 
-    fn lab(&self) -> (String, PathBuf) {
-        (self.run_id.clone().expect("the run id was printed"), self.dir.clone().expect("the lab folder was printed"))
+    fn snapshot(&self) -> Snapshot {
+        let run_id = self.run_id.clone().expect("the run id was printed");
+        Snapshot::take(&run_id, &self.dir.clone().expect("the lab folder was printed"))
     }
 }
 
-fn await_empty(run_id: &str, dir: &std::path::Path, within: Duration) -> Vec<String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = leftovers(run_id, dir);
-        if left.is_empty() || Instant::now() > deadline {
-            return left;
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -92,11 +94,14 @@ fn sigint_and_sigterm_remove_the_lab_before_exiting() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         let mut up = Foreground::start();
         up.wait_for("is up while this command runs");
-        let (run_id, dir) = up.lab();
-        assert!(!leftovers(&run_id, &dir).is_empty(), "the lab should exist while mesh runs");
+        let lab = up.snapshot();
+        assert!(!lab.leftovers().is_empty(), "the lab should exist while mesh runs");
         let status = up.signal(signal);
         assert_eq!(status.code(), Some(130), "mesh should exit 130 after removing its lab on signal {signal}");
-        assert_eq!(leftovers(&run_id, &dir), Vec::<String>::new(), "signal {signal} left pieces of lab {run_id}");
+        // Its watchdog sweeps once more after the exit (in case anything was still being made).
+        let left: Vec<String> = lab.leftovers().into_iter().filter(|l| !l.starts_with("watchdog")).collect();
+        assert_eq!(left, Vec::<String>::new(), "signal {signal} left pieces of lab {}", lab.run_id);
+        assert_eq!(lab.await_gone(WATCHDOG_BUDGET), Vec::<String>::new(), "the watchdog of lab {} did not finish", lab.run_id);
     }
 }
 
@@ -106,18 +111,18 @@ fn sigint_and_sigterm_remove_the_lab_before_exiting() {
 fn sigkill_mid_provisioning_leaves_nothing_behind() {
     let mut up = Foreground::start();
     up.wait_for("headscale ready");
-    let (run_id, dir) = up.lab();
+    let lab = up.snapshot();
     up.signal(libc::SIGKILL);
-    assert_eq!(await_empty(&run_id, &dir, WATCHDOG_BUDGET), Vec::<String>::new(), "lab {run_id} outlived its killed owner");
+    assert_eq!(lab.await_gone(WATCHDOG_BUDGET), Vec::<String>::new(), "lab {} outlived its killed owner", lab.run_id);
 }
 
 #[test]
 fn sigkill_of_a_running_lab_leaves_nothing_behind() {
     let mut up = Foreground::start();
     up.wait_for("is up while this command runs");
-    let (run_id, dir) = up.lab();
+    let lab = up.snapshot();
     up.signal(libc::SIGKILL);
-    assert_eq!(await_empty(&run_id, &dir, WATCHDOG_BUDGET), Vec::<String>::new(), "lab {run_id} outlived its killed owner");
+    assert_eq!(lab.await_gone(WATCHDOG_BUDGET), Vec::<String>::new(), "lab {} outlived its killed owner", lab.run_id);
 }
 
 /// Should the watchdog fail too, the next run's start removes the lab: it is indexed, and its
@@ -126,11 +131,11 @@ fn sigkill_of_a_running_lab_leaves_nothing_behind() {
 fn a_lab_whose_owner_and_watchdog_were_killed_is_removed_by_the_next_run() {
     let mut up = Foreground::start();
     up.wait_for("is up while this command runs");
-    let (run_id, dir) = up.lab();
-    let record = registry::LabRecord::load(&dir).expect("the lab's record");
+    let lab = up.snapshot();
+    let record = registry::LabRecord::load(&lab.dir).expect("the lab's record");
     let watchdog = record.watchdog.expect("a lab owned by a process has a watchdog");
     unsafe { libc::kill(-(watchdog.pid as i32), libc::SIGKILL) };
     up.signal(libc::SIGKILL);
     registry::reclaim_abandoned();
-    assert_eq!(await_empty(&run_id, &dir, Duration::from_secs(5)), Vec::<String>::new(), "lab {run_id} was not reclaimed");
+    assert_eq!(lab.await_gone(Duration::from_secs(5)), Vec::<String>::new(), "lab {} was not reclaimed", lab.run_id);
 }

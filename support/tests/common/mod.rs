@@ -1,31 +1,90 @@
-//! What tests of the harness itself share: finding what a lab left on the machine.
+//! What tests of the harness itself share: taking stock of a live lab, then finding what of it
+//! is still on the machine after it should be gone.
 
-use std::path::Path;
+// Each test file uses part of this module.
+#![allow(dead_code)]
 
-/// Everything of run `run_id` still on this machine: namespaces, mounts under its folder,
-/// live processes in its namespaces or recorded as its services, its index entry.
-pub fn leftovers(run_id: &str, lab_dir: &Path) -> Vec<String> {
-    let mut left = Vec::new();
-    let prefix = format!("mesh-{run_id}-");
-    if let Ok(entries) = std::fs::read_dir("/run/netns") {
-        left.extend(entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.starts_with(&prefix)));
+use meshlab::process::ProcessId;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What a live lab is made of, taken while it is up.
+pub struct Snapshot {
+    pub run_id: String,
+    pub dir: PathBuf,
+    /// An open handle on each of its network namespaces: it keeps the namespace's number from
+    /// being reused, so a process found in it later is surely one the lab left.
+    namespaces: Vec<(String, File, u64)>,
+    watchdog: Option<ProcessId>,
+}
+
+impl Snapshot {
+    pub fn take(run_id: &str, dir: &Path) -> Snapshot {
+        let prefix = format!("mesh-{run_id}-");
+        let namespaces = std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok().filter(|n| n.starts_with(&prefix)).map(|n| (n, e.path())))
+            .filter_map(|(n, p)| {
+                let f = File::open(&p).ok()?;
+                let ino = f.metadata().ok()?.ino();
+                Some((n, f, ino))
+            })
+            .collect();
+        let watchdog = meshlab::registry::LabRecord::load(dir).ok().and_then(|r| r.watchdog);
+        Snapshot { run_id: run_id.into(), dir: dir.into(), namespaces, watchdog }
     }
-    let dir = lab_dir.display().to_string();
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    left.extend(mounts.lines().filter(|l| l.contains(&dir)).map(|l| format!("mount {l}")));
-    for services in std::fs::read_dir(lab_dir.join("hosts")).into_iter().flatten().flatten().map(|h| h.path().join("services")) {
-        for entry in std::fs::read_dir(services).into_iter().flatten().flatten() {
-            if let Ok(id) =
-                serde_json::from_slice::<meshlab::process::ProcessId>(&std::fs::read(entry.path()).unwrap_or_default())
-            {
-                if id.alive() {
-                    left.push(format!("process {} ({})", id.pid, entry.path().display()));
+
+    /// Every piece of the lab still on this machine: namespaces by name, mounts under its
+    /// folder, processes in its namespaces or recorded as its services, its watchdog, its index
+    /// entry.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let prefix = format!("mesh-{}-", self.run_id);
+        if let Ok(entries) = std::fs::read_dir("/run/netns") {
+            left.extend(entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.starts_with(&prefix)));
+        }
+        let dir = self.dir.display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        left.extend(mounts.lines().filter(|l| l.contains(&dir)).map(|l| format!("mount {l}")));
+        let inodes: Vec<u64> = self.namespaces.iter().map(|(_, _, ino)| *ino).collect();
+        for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()) {
+            if std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| inodes.contains(&m.ino())).unwrap_or(false) {
+                if ProcessId::of(pid).is_some_and(|p| p.alive()) {
+                    left.push(format!("process {pid} in a namespace of the lab"));
                 }
             }
         }
+        for services in std::fs::read_dir(self.dir.join("hosts")).into_iter().flatten().flatten().map(|h| h.path().join("services")) {
+            for entry in std::fs::read_dir(services).into_iter().flatten().flatten() {
+                if let Ok(id) = serde_json::from_slice::<ProcessId>(&std::fs::read(entry.path()).unwrap_or_default()) {
+                    if id.alive() {
+                        left.push(format!("process {} ({})", id.pid, entry.path().display()));
+                    }
+                }
+            }
+        }
+        if let Some(w) = self.watchdog.filter(ProcessId::alive) {
+            left.push(format!("watchdog {}", w.pid));
+        }
+        if Path::new("/run/mesh-lab").join(&self.run_id).exists() {
+            left.push("index entry".into());
+        }
+        left
     }
-    if Path::new("/run/mesh-lab").join(run_id).exists() {
-        left.push("index entry".into());
+
+    /// Wait up to `within` for every piece to be gone; what is left then.
+    pub fn await_gone(&self, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() || Instant::now() > deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
-    left
 }

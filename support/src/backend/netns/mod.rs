@@ -152,12 +152,19 @@ fn make_host_filesystem(record: &NetnsRecord, host: &str, lab_dir: &Path, etc_fi
     let (mnt, uts) = (record.ns_dir.join(format!("{host}.mnt")), record.ns_dir.join(format!("{host}.uts")));
     std::fs::write(&mnt, "")?;
     std::fs::write(&uts, "")?;
-    let setup = format!(
-        "hostname {host} && mount -t sysfs sysfs /sys && mount -t tmpfs -o mode=755 tmpfs /run && \
-         mount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc",
-        upper.display(),
-        work.display()
-    );
+    for path in [&upper, &work] {
+        let shown = path.display().to_string();
+        if shown.contains([',', ':', '\\']) {
+            bail!("the lab folder {shown} has a ',', ':' or '\\', which overlay mount options cannot carry: set MESH_STATE_DIR to a plainer path");
+        }
+    }
+    // The new mount namespace starts as a copy of this one, with every pinned namespace of
+    // every lab on the machine (/run/netns/*, the labs' ns/ files) mounted in it: copies that
+    // would keep those namespaces alive after their owners delete them. They go first.
+    let setup = r#"findmnt -rn -t nsfs -o TARGET | sort -r | while read -r t; do umount -l "$(printf '%b' "$t")"; done
+hostname "$1" && mount -t sysfs sysfs /sys && mount -t tmpfs -o mode=755 tmpfs /run &&
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$2,workdir=$3" /etc"#;
+    let (upper, work) = (upper.display().to_string(), work.display().to_string());
     let argv = [
         "nsenter",
         &format!("--net=/run/netns/{}", record.hosts[host]),
@@ -166,9 +173,13 @@ fn make_host_filesystem(record: &NetnsRecord, host: &str, lab_dir: &Path, etc_fi
         &format!("--uts={}", uts.display()),
         "--propagation",
         "private",
-        "sh",
+        "bash",
         "-c",
-        &setup,
+        setup,
+        "bash",
+        host,
+        &upper,
+        &work,
     ];
     exec::local(&argv, budget::command())?.check().with_context(|| format!("giving {host} its own /etc, /sys and hostname"))?;
     Ok(())
@@ -267,8 +278,29 @@ fn is_mount_point(path: &Path) -> bool {
     let Ok(canon) = path.canonicalize() else { return false };
     let target = canon.display().to_string();
     std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|info| info.lines().any(|l| l.split(' ').nth(4) == Some(target.as_str())))
+        .map(|info| info.lines().any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(target.as_str())))
         .unwrap_or(false)
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as octal escapes (`\040`).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
+        match (bytes[i], octal) {
+            (b'\\', Some(b)) => {
+                out.push(b);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn processes_in_namespaces(inodes: &[u64]) -> Vec<ProcessId> {
@@ -312,6 +344,12 @@ pub fn namespaces_of_this_tool() -> BTreeMap<String, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_read_back() {
+        assert_eq!(unescape_mountinfo(r"/work/my\040labs/ns"), "/work/my labs/ns");
+        assert_eq!(unescape_mountinfo("/plain/path"), "/plain/path");
+    }
 
     #[test]
     fn namespaces_are_recognised_by_their_run_unique_names_only() {

@@ -69,8 +69,11 @@ impl Underlay for NetnsUnderlay {
         let log = self.captures.join(format!("capture-{n}.log"));
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/run/netns/{}", self.router))
-            // Immediate mode: packets still in the kernel's ring when tcpdump is stopped would be lost.
-            .args(["tcpdump", "-i", "any", "--immediate-mode", "-U", "-nn", "-Z", "root", "-w"])
+            // Immediate mode: packets still in the kernel's ring when tcpdump is stopped would be
+            // lost. Its ring has a slot per packet sized by the snap length: the default 256 KiB
+            // leaves a handful of slots, and a busy CPU overflows them. 2 KiB holds any packet
+            // of this lab (MTU 1500) whole; 32 MiB of buffer holds thousands.
+            .args(["tcpdump", "-i", "any", "--immediate-mode", "-s", "2048", "-B", "32768", "-U", "-nn", "-Z", "root", "-w"])
             .arg(&path)
             .arg(filter)
             .stdin(Stdio::null())
@@ -110,15 +113,28 @@ struct NetnsCapture {
     log: PathBuf,
 }
 
+impl NetnsCapture {
+    /// SIGTERM: tcpdump flushes its file and exits.
+    fn end(&mut self) {
+        self.id.terminate(budget::stop());
+        let _ = self.child.try_wait();
+    }
+}
+
+/// A capture dropped without `stop` (a scenario failed midway) ends with it.
+impl Drop for NetnsCapture {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 impl Capture for NetnsCapture {
     fn so_far(&self) -> Result<Vec<u8>> {
         std::fs::read(&self.path).with_context(|| format!("reading {}", self.path.display()))
     }
 
     fn stop(mut self: Box<Self>) -> Result<Captured> {
-        // SIGTERM: tcpdump flushes its file and exits.
-        self.id.terminate(budget::stop());
-        let _ = self.child.wait();
+        self.end();
         let raw = std::fs::read(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
         let shown = self.path.display().to_string();
         let listing = exec::local(&["tcpdump", "-nn", "-r", &shown], budget::command())?.check()?;
@@ -137,6 +153,7 @@ mod tests {
         assert!(rules.contains("ip daddr 192.168.1.5 udp dport 3478 accept"), "{rules}");
         assert!(rules.contains(r#"iifname "br-a" oifname "br-b" meta l4proto udp drop"#), "{rules}");
         assert!(rules.contains(r#"iifname "br-b" oifname "br-a" meta l4proto udp drop"#), "{rules}");
-        assert!(rules.find("accept").unwrap() < rules.find("drop").unwrap(), "STUN is accepted before UDP is dropped");
+        let stun = rules.find("udp dport 3478 accept").unwrap();
+        assert!(stun < rules.find(" drop").unwrap(), "STUN is accepted before UDP is dropped:\n{rules}");
     }
 }
