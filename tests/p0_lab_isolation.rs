@@ -18,6 +18,7 @@ const KEY_LIFETIME_LIMIT: Duration = Duration::from_secs(15 * 60);
 #[case::client_1("client-1")]
 #[case::client_2("client-2")]
 #[case::client_3("client-3")]
+#[case::client_4_that_joins_later("client-4")]
 #[serial]
 fn host_has_no_route_out_of_the_lab(#[case] host: &str) -> Result<()> {
     let h = lab().host(host)?;

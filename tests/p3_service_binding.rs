@@ -3,6 +3,7 @@
 //! and the binding survives the mesh going down and coming back.
 
 use anyhow::{ensure, Context, Result};
+use meshlab::guards::Undo;
 use meshlab::web::{self, ensure_serving, fetch, url};
 use meshlab::{budget, lab, poll};
 use rstest::rstest;
@@ -97,6 +98,15 @@ fn binds_before_the_mesh_is_up_and_serves_across_a_mesh_restart() -> Result<()> 
         Ok(())
     };
 
+    // Whatever happens below, client-1 ends with its mesh up and its page served.
+    let restore = Undo::new("client-1's tailscaled and nginx", || {
+        if !host.service_running(meshlab::tailscale::SERVICE) {
+            client.start_daemon()?;
+            client.await_daemon()?;
+        }
+        ensure_serving(lab, SERVER)
+    });
+
     // The mesh goes down under a running nginx, and comes back.
     host.stop_service(meshlab::tailscale::SERVICE)?;
     client.start_daemon()?;
@@ -113,5 +123,6 @@ fn binds_before_the_mesh_is_up_and_serves_across_a_mesh_restart() -> Result<()> 
     client.await_daemon()?;
     lab.await_mesh(budget::converge())?;
     poll::until("client-2 gets the page from an nginx started before the mesh", budget::path_change(), page_from_client_2)?;
+    restore.done();
     Ok(())
 }

@@ -36,12 +36,17 @@ impl Output {
         }
     }
 
+    /// How it ended: `exited 3`, `was killed at its time limit`, `was killed by a signal`.
+    pub fn ending(&self) -> String {
+        match (self.timed_out, self.code) {
+            (true, _) => "was killed at its time limit".into(),
+            (false, Some(c)) => format!("exited {c}"),
+            (false, None) => "was killed by a signal".into(),
+        }
+    }
+
     pub fn describe_failure(&self) -> String {
-        let how = match (self.timed_out, self.code) {
-            (true, _) => format!("was killed after its {:.1?} limit", self.elapsed),
-            (false, Some(c)) => format!("exited {c} after {:.1?}", self.elapsed),
-            (false, None) => format!("was killed by a signal after {:.1?}", self.elapsed),
-        };
+        let how = format!("{} after {:.1?}", self.ending(), self.elapsed);
         format!(
             "on {}: `{}` {how}\n  stdout: {}\n  stderr: {}",
             self.host,
@@ -90,10 +95,23 @@ pub fn run(host: &str, shown: &str, mut cmd: Command, stdin: Option<&[u8]>, limi
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    // A group of its own keeps it from the terminal's Ctrl-C: should the harness die first,
+    // it goes too. (This thread waits for it, so the signal fires only if we die.)
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let started = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("on {host}: could not start `{shown}`"))?;
+    // The input is written inside the time limit, by a thread: a command that never reads it
+    // must not block us.
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input).with_context(|| format!("on {host}: writing the input of `{shown}`"))?;
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
     }
     let pid = child.id() as libc::pid_t;
     let (tx, rx) = mpsc::channel();
@@ -123,12 +141,7 @@ pub fn run(host: &str, shown: &str, mut cmd: Command, stdin: Option<&[u8]>, limi
 /// Append a command and what it did to a journal file: the lab's record of every command run
 /// in its hosts, for reading after a failure. Long outputs are cut to their first lines.
 pub fn journal(path: &std::path::Path, out: &Output) {
-    let code = match (out.timed_out, out.code) {
-        (true, _) => "killed at its time limit".to_string(),
-        (false, Some(c)) => format!("exit {c}"),
-        (false, None) => "killed by a signal".to_string(),
-    };
-    let mut entry = format!("{} $ {}  → {code} in {:.1?}\n", out.host, out.command, out.elapsed);
+    let mut entry = format!("{} $ {}  → {} after {:.1?}\n", out.host, out.command, out.ending(), out.elapsed);
     for (name, text) in [("out", &out.stdout), ("err", &out.stderr)] {
         for line in text.lines().take(8) {
             entry += &format!("    {name}| {line}\n");
@@ -160,7 +173,7 @@ mod tests {
         let out = local(&["sh", "-c", "sleep 30 & sleep 30"], Duration::from_millis(300)).unwrap();
         assert!(out.timed_out && !out.success(), "{out:?}");
         assert!(started.elapsed() < Duration::from_secs(5), "the group outlived the timeout");
-        assert!(out.describe_failure().contains("killed after"), "{}", out.describe_failure());
+        assert!(out.describe_failure().contains("killed at its time limit"), "{}", out.describe_failure());
     }
 
     #[test]

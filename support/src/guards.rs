@@ -56,6 +56,36 @@ impl Drop for Running<'_> {
     }
 }
 
+/// A way back from a change a scenario made on purpose (a service stopped, a link cut): run on
+/// drop unless the scenario put things back itself and called [`Undo::done`]. So a scenario
+/// that fails halfway still leaves the shared lab as it found it.
+pub struct Undo<'a> {
+    what: String,
+    undo: Option<Box<dyn FnOnce() -> Result<()> + 'a>>,
+}
+
+impl<'a> Undo<'a> {
+    pub fn new(what: &str, undo: impl FnOnce() -> Result<()> + 'a) -> Undo<'a> {
+        Undo { what: what.to_string(), undo: Some(Box::new(undo)) }
+    }
+
+    /// The scenario restored things itself.
+    pub fn done(mut self) {
+        self.undo = None;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(undo) = self.undo.take() {
+            crate::say!("putting back: {}", self.what);
+            if let Err(e) = undo() {
+                crate::say!("could not put back {}: {e:#}", self.what);
+            }
+        }
+    }
+}
+
 /// A string that appears nowhere by chance: run id, pid and time.
 pub fn unique_marker(what: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);

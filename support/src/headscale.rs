@@ -150,15 +150,10 @@ impl<'a> Headscale<'a> {
     pub fn await_ready(&self, spec: &LabSpec) -> Result<()> {
         let https = SocketAddr::from((spec.server().addr, HTTPS_PORT));
         poll::until("headscale answers its CLI and its HTTPS port", budget::headscale_ready(), || {
-            if !self.host.service_running(SERVICE) {
-                // Exited: waiting longer cannot help. Say why, from its log.
-                let log = std::fs::read_to_string(self.host.log_path(SERVICE)).unwrap_or_default();
-                return Err(anyhow!("headscale exited; its log ends:\n    {}", crate::exec::tail(&log, 15)));
-            }
+            self.host.ensure_running(SERVICE)?;
             self.cli(&["health"])?.check()?;
             self.host.tcp_connect(https, budget::poll_interval() * 10)
         })
-        .map_err(|e| if e.to_string().contains("headscale exited") { e.context("headscale failed to start") } else { e })
     }
 
     /// `headscale -c CONFIG ARGS…` on the server, once.

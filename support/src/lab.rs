@@ -57,9 +57,7 @@ impl Lab {
         prereq::ensure(options.backend)?;
         let tools = Tools::resolve()?;
         registry::reclaim_abandoned();
-        let run_id = registry::new_run_id()?;
-        let dir = paths::labs_dir().join(&run_id);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (run_id, dir) = registry::claim_run_id()?;
         say!(
             "building lab {run_id} on the {} backend (headscale {}, tailscale {}); its files: {}",
             options.backend.name(),
@@ -310,6 +308,12 @@ impl Lab {
         crate::ping::answers(self.host(from)?, &ip).with_context(|| format!("{from} → {to} at {ip}"))
     }
 
+    /// A client's tailnet IPv4 address as it reports it now (late clients are not recorded).
+    pub fn tailnet_ipv4_of_live(&self, client: &str) -> Result<String> {
+        let ips = self.client(client)?.ips()?;
+        ips.into_iter().find(|ip| !ip.contains(':')).ok_or_else(|| anyhow!("{client} reports no tailnet IPv4"))
+    }
+
     /// A client's tailnet IPv4 address.
     pub fn tailnet_ipv4(&self, client: &str) -> Result<String> {
         self.tailnet_ips(client)?
@@ -426,7 +430,11 @@ impl Joined<'_> {
         client.host.stop_service(crate::tailscale::SERVICE)?;
         client.host.succeed(&["rm", "-rf", &client.state_path()])?;
         let headscale = self.lab.headscale();
-        for node in headscale.nodes()?.iter().filter(|n| n.name == self.name || n.given_name.starts_with(&self.name)) {
+        // Its node, under its first name or one a scenario gave it (`client-4-renamed`).
+        let ours = |n: &crate::headscale::Node| {
+            n.name == self.name || n.given_name == self.name || n.given_name.starts_with(&format!("{}-", self.name))
+        };
+        for node in headscale.nodes()?.iter().filter(|n| ours(n)) {
             headscale.cli(&["nodes", "delete", "--identifier", &node.id.to_string(), "--force"])?.check()?;
         }
         say!("{} left the mesh", self.name);

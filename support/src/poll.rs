@@ -5,6 +5,19 @@
 use anyhow::{anyhow, Result};
 use std::time::{Duration, Instant};
 
+/// An observation after which waiting cannot help (what is waited for has exited): returned
+/// by `observe`, it ends the poll at once, like a unit that failed ends a wait for it.
+#[derive(Debug)]
+pub struct Hopeless(pub String);
+
+impl std::fmt::Display for Hopeless {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Hopeless {}
+
 /// Poll `observe` until it returns `Ok`, for at most `budget`.
 ///
 /// `observe` returns `Err(observation)` while the condition does not hold; the last
@@ -19,6 +32,9 @@ pub fn until<T>(what: &str, budget: Duration, mut observe: impl FnMut() -> Resul
         attempts += 1;
         let last = match observe() {
             Ok(v) => return Ok(v),
+            Err(e) if e.downcast_ref::<Hopeless>().is_some() => {
+                return Err(anyhow!("{what}: gave up after {:.1?} ({attempts} attempts): {e:#}", started.elapsed()));
+            }
             Err(e) => e,
         };
         if verbose {
@@ -58,6 +74,15 @@ mod tests {
         })
         .unwrap();
         assert_eq!(v, 3);
+    }
+
+    #[test]
+    fn a_hopeless_observation_ends_the_wait_at_once() {
+        let started = std::time::Instant::now();
+        let err = until("a service", Duration::from_secs(30), || -> Result<()> { Err(Hopeless("it exited".into()).into()) })
+            .unwrap_err()
+            .to_string();
+        assert!(started.elapsed() < Duration::from_secs(1) && err.contains("it exited"), "{err}");
     }
 
     #[test]

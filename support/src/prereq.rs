@@ -39,8 +39,12 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The line that marks a policy-rc.d as ours (see [`NoServiceStarts`]).
+const POLICY_MARK: &str = "written by the mesh suite during apt-get install";
+
 /// Make sure everything the backend needs is here, installing what is missing if we can.
 pub fn ensure(backend: BackendKind) -> Result<()> {
+    remove_stale_policy();
     let needs = match backend {
         BackendKind::Netns => NETNS_NEEDS,
     };
@@ -97,7 +101,7 @@ struct NoServiceStarts(&'static Path);
 impl NoServiceStarts {
     fn install(path: &'static Path) -> Result<NoServiceStarts> {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::write(path, "#!/bin/sh\n# written by the mesh suite during apt-get install; removed after\nexit 101\n")?;
+        std::fs::write(path, format!("#!/bin/sh\n# {POLICY_MARK}; removed after\nexit 101\n"))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
         Ok(NoServiceStarts(path))
     }
@@ -106,5 +110,15 @@ impl NoServiceStarts {
 impl Drop for NoServiceStarts {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(self.0);
+    }
+}
+
+/// A policy-rc.d of ours left by an install that was killed: it would keep every service on
+/// this machine from starting. One written by anyone else stays.
+fn remove_stale_policy() {
+    let path = Path::new("/usr/sbin/policy-rc.d");
+    if std::fs::read_to_string(path).is_ok_and(|text| text.contains(POLICY_MARK)) {
+        say!("removing {} left by an interrupted install of ours", path.display());
+        let _ = std::fs::remove_file(path);
     }
 }

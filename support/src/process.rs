@@ -33,7 +33,8 @@ impl ProcessId {
         }
     }
 
-    /// SIGTERM, then SIGKILL after `grace`; returns once it is gone.
+    /// SIGTERM, then SIGKILL after `grace`; returns once it is gone, or after a second grace
+    /// if even SIGKILL has not ended it yet (check [`ProcessId::alive`]).
     pub fn terminate(&self, grace: Duration) {
         if !self.alive() {
             return;
@@ -46,7 +47,10 @@ impl ProcessId {
         }
         if self.alive() {
             unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
-            while self.alive() {
+            // SIGKILL is final, but a process stuck in the kernel (D state) takes its time:
+            // wait no longer than the grace, and let the caller see it still alive.
+            let deadline = Instant::now() + grace;
+            while self.alive() && Instant::now() < deadline {
                 reap(self.pid);
                 std::thread::sleep(Duration::from_millis(10));
             }

@@ -73,7 +73,23 @@ impl LabRecord {
     }
 }
 
-pub(crate) fn new_run_id() -> Result<String> {
+/// A run id no lab on this machine has, with its new, empty folder: made by creating the
+/// folder, which fails if it exists, and checked against the namespaces present.
+pub(crate) fn claim_run_id() -> Result<(String, PathBuf)> {
+    let labs = paths::labs_dir();
+    std::fs::create_dir_all(&labs).with_context(|| format!("creating {}", labs.display()))?;
+    for _ in 0..16 {
+        let id = new_run_id()?;
+        let taken = netns::namespaces_of_this_tool().contains_key(&id);
+        let dir = labs.join(&id);
+        if !taken && std::fs::create_dir(&dir).is_ok() {
+            return Ok((id, dir));
+        }
+    }
+    anyhow::bail!("could not find a free run id in {}: remove old labs' folders", labs.display())
+}
+
+fn new_run_id() -> Result<String> {
     let mut bytes = [0u8; RUN_ID_LEN / 2];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())

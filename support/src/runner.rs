@@ -5,7 +5,7 @@
 
 use crate::exec::tail;
 use crate::report::{Scenario, CRITERIA_FILE_VAR};
-use crate::say;
+use crate::{budget, say};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -83,6 +83,27 @@ pub struct RunOutcome {
     pub passed: bool,
 }
 
+/// Wait for a scenario process within `limit`; past it, kill it and say so in its log.
+fn wait_within(child: &mut std::process::Child, limit: std::time::Duration, log: &Path) -> Result<bool> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.success());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let note = format!("\n[mesh] killed after its time limit of {limit:.0?}\n");
+            let _ = std::fs::OpenOptions::new()
+                .append(true)
+                .open(log)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, note.as_bytes()));
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Scenarios that break the mesh on purpose (`*_resilience`) get a lab of their own, so the
 /// shared lab's other scenarios never see the damage.
 pub fn needs_own_lab(binary: &TestBinary) -> bool {
@@ -113,17 +134,17 @@ pub fn run_scenarios(
             let log_path = logs_dir.join(format!("{}.log", id.replace("::", "__")));
             let log = std::fs::File::create(&log_path)?;
             let started = Instant::now();
-            let status = Command::new(&binary.path)
+            let mut child = Command::new(&binary.path)
                 .args(["--exact", &test, "--test-threads=1", "--nocapture"])
                 .env("MESH_LAB", lab_dir)
                 .env(CRITERIA_FILE_VAR, criteria_file)
                 .env("MESH_QUIET", "1")
                 .stdout(log.try_clone()?)
                 .stderr(log)
-                .status()
+                .spawn()
                 .with_context(|| format!("running {}", binary.path.display()))?;
+            let passed = wait_within(&mut child, budget::scenario(), &log_path)?;
             let seconds = started.elapsed().as_secs_f64();
-            let passed = status.success();
             say!("{:<70} {} ({seconds:.1}s)", name, if passed { "passed" } else { "FAILED" });
             if !passed {
                 let output = std::fs::read_to_string(&log_path).unwrap_or_default();

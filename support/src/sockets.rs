@@ -20,10 +20,7 @@ pub fn listening_addresses(h: &dyn Host, port: u16) -> Result<Vec<String>> {
 /// with its log, if it exits.
 pub fn await_listening(h: &dyn Host, service: &str, port: u16, addresses: &[String]) -> Result<()> {
     poll::until(&format!("{service} on {} listening on {addresses:?} port {port}", h.name()), budget::service_ready(), || {
-        if !h.service_running(service) {
-            let log = std::fs::read_to_string(h.log_path(service)).unwrap_or_default();
-            bail!("{service} exited; its log ends:\n    {}", crate::exec::tail(&log, 10));
-        }
+        h.ensure_running(service)?;
         let listening = listening_addresses(h, port)?;
         if addresses.iter().all(|a| listening.contains(a)) {
             Ok(())

@@ -133,10 +133,7 @@ impl<'a> Tailscale<'a> {
 
     pub fn await_daemon(&self) -> Result<()> {
         poll::until(&format!("tailscaled on {} answers on its socket", self.host.name()), budget::tailscaled_ready(), || {
-            if !self.host.service_running(SERVICE) {
-                let log = std::fs::read_to_string(self.host.log_path(SERVICE)).unwrap_or_default();
-                bail!("tailscaled exited; its log ends:\n    {}", crate::exec::tail(&log, 15));
-            }
+            self.host.ensure_running(SERVICE)?;
             self.status().map(|_| ())
         })
     }

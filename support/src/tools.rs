@@ -98,7 +98,11 @@ fn locate(program: &str, pin: &Pinned) -> Result<(PathBuf, String)> {
     }
     let cached = cache_dir(pin).join(program);
     if !cached.exists() {
-        go_install(pin)?;
+        // Test processes start side by side (nextest): one builds, the others wait for it.
+        let _lock = BuildLock::take(pin)?;
+        if !cached.exists() {
+            go_install(pin)?;
+        }
     }
     let have = version_of(program, &cached)?;
     if have != want {
@@ -132,6 +136,29 @@ pub fn version_of(program: &str, path: &Path) -> Result<String> {
 
 fn cache_dir(pin: &Pinned) -> PathBuf {
     paths::tools_dir().join(format!("{}@{}", pin.module.replace('/', "_"), pin.version))
+}
+
+/// An exclusive lock on building one pinned module (flock: released when the process ends,
+/// however it ends).
+struct BuildLock {
+    /// Held, not read: the lock lives as long as the open file.
+    _file: std::fs::File,
+}
+
+impl BuildLock {
+    fn take(pin: &Pinned) -> Result<BuildLock> {
+        use std::os::fd::AsRawFd;
+        std::fs::create_dir_all(paths::tools_dir())?;
+        let path = cache_dir(pin).with_extension("lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            crate::say!("another run is building {} {}; waiting for it", pin.module, pin.version);
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
+            }
+        }
+        Ok(BuildLock { _file: file })
+    }
 }
 
 /// `go install module/cmd/X@version` for every command of the module, into the cache.

@@ -64,6 +64,21 @@ impl dyn Host + '_ {
         Ok(out)
     }
 
+    /// Fail at once, with the end of its log, if `service` has exited: a wait for it ends there.
+    pub fn ensure_running(&self, service: &str) -> Result<()> {
+        if self.service_running(service) {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
+        Err(crate::poll::Hopeless(format!(
+            "{service} on {} exited; its log ({}) ends:\n    {}",
+            self.name(),
+            self.log_path(service).display(),
+            crate::exec::tail(&log, 15)
+        ))
+        .into())
+    }
+
     /// Write a file inside the host (through the host, so it lands wherever the host's
     /// filesystem really is).
     pub fn write_file(&self, path: &str, contents: &[u8]) -> Result<()> {

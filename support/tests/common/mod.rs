@@ -51,14 +51,18 @@ impl Snapshot {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         left.extend(mounts.lines().filter(|l| l.contains(&dir)).map(|l| format!("mount {l}")));
         let inodes: Vec<u64> = self.namespaces.iter().map(|(_, _, ino)| *ino).collect();
-        for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()) {
+        for pid in
+            std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        {
             if std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| inodes.contains(&m.ino())).unwrap_or(false) {
                 if ProcessId::of(pid).is_some_and(|p| p.alive()) {
                     left.push(format!("process {pid} in a namespace of the lab"));
                 }
             }
         }
-        for services in std::fs::read_dir(self.dir.join("hosts")).into_iter().flatten().flatten().map(|h| h.path().join("services")) {
+        for services in
+            std::fs::read_dir(self.dir.join("hosts")).into_iter().flatten().flatten().map(|h| h.path().join("services"))
+        {
             for entry in std::fs::read_dir(services).into_iter().flatten().flatten() {
                 if let Ok(id) = serde_json::from_slice::<ProcessId>(&std::fs::read(entry.path()).unwrap_or_default()) {
                     if id.alive() {

@@ -1,6 +1,6 @@
 //! A host of a netns lab: commands and services entered into its namespaces.
 
-use super::{host_dir, NetnsRecord};
+use super::{host_dir, recorded_services, NetnsRecord};
 use crate::backend::Host;
 use crate::exec::{self, Output};
 use crate::process::{self, Lifetime, ProcessId};
@@ -148,11 +148,10 @@ impl Host for NetnsHost {
     }
 
     fn services_peak_rss_kib(&self) -> u64 {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("services")) else { return 0 };
-        entries
-            .flatten()
-            .filter_map(|e| serde_json::from_slice::<ProcessId>(&std::fs::read(e.path()).ok()?).ok())
-            .filter(|id| id.alive())
+        recorded_services(&self.dir)
+            .into_iter()
+            .map(|(_, id)| id)
+            .filter(ProcessId::alive)
             .filter_map(|id| {
                 let status = std::fs::read_to_string(format!("/proc/{}/status", id.pid)).ok()?;
                 let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;

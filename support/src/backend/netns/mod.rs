@@ -316,6 +316,7 @@ fn processes_in_namespaces(inodes: &[u64]) -> Vec<ProcessId> {
         .collect()
 }
 
+/// The services a host has recorded (`services/<name>.json`: pid and start time).
 fn recorded_services(dir: &Path) -> Vec<(String, ProcessId)> {
     let Ok(entries) = std::fs::read_dir(dir.join("services")) else { return Vec::new() };
     entries
