@@ -108,23 +108,22 @@ fn sigint_and_sigterm_remove_the_lab_before_exiting() {
 }
 
 /// After SIGKILL nothing runs in the killed process: its services die with it (parent-death
-/// signal) and the lab's watchdog, a process of its own, removes the rest.
+/// signal) and the lab's watchdog, a process of its own, removes the rest. Killed mid-way
+/// through provisioning (headscale up, clients not yet) and with the lab up.
 #[test]
-fn sigkill_mid_provisioning_leaves_nothing_behind() {
-    let mut up = Foreground::start();
-    up.wait_for("headscale ready");
-    let lab = up.snapshot();
-    up.signal(libc::SIGKILL);
-    assert_eq!(lab.await_gone(WATCHDOG_BUDGET), Vec::<String>::new(), "lab {} outlived its killed owner", lab.run_id);
-}
-
-#[test]
-fn sigkill_of_a_running_lab_leaves_nothing_behind() {
-    let mut up = Foreground::start();
-    up.wait_for("is up while this command runs");
-    let lab = up.snapshot();
-    up.signal(libc::SIGKILL);
-    assert_eq!(lab.await_gone(WATCHDOG_BUDGET), Vec::<String>::new(), "lab {} outlived its killed owner", lab.run_id);
+fn sigkill_leaves_nothing_behind() {
+    for moment in ["headscale ready", "is up while this command runs"] {
+        let mut up = Foreground::start();
+        up.wait_for(moment);
+        let lab = up.snapshot();
+        up.signal(libc::SIGKILL);
+        assert_eq!(
+            lab.await_gone(WATCHDOG_BUDGET),
+            Vec::<String>::new(),
+            "lab {} outlived its owner killed at {moment:?}",
+            lab.run_id
+        );
+    }
 }
 
 /// Should the watchdog fail too, the next run's start removes the lab: it is indexed, and its
