@@ -41,8 +41,7 @@ fn takes_the_direct_path_the_topology_allows(#[case] from: &str, #[case] to: &st
     let lab = lab();
     let want = lab.record.spec.direct_endpoint(from, to)?;
     let client = lab.client(from)?;
-    let pong =
-        client.await_path(&lab.tailnet_ipv4(to)?, "over a direct path", budget::path_change(), |p| p.direct_ip().is_some())?;
+    let pong = client.await_direct(&lab.tailnet_ipv4(to)?)?;
     let got = pong.path.direct_ip().expect("a direct path");
     ensure!(got == want, "{from} → {to}: expected a direct path to {want}, the path is {:?}", pong.path);
     let status = client.status()?;
@@ -61,26 +60,16 @@ fn relays_through_derp_when_udp_between_subnets_is_blocked() -> Result<()> {
     let blocked = UdpBlocked::new(lab.underlay())?;
     for (from, to) in [("client-1", "client-2"), ("client-2", "client-1"), ("client-3", "client-1")] {
         let ip = lab.tailnet_ipv4(to)?;
-        let pong = lab.client(from)?.await_path(&ip, "relayed by DERP", budget::path_change(), |p| p.is_derp())?;
+        let pong = lab.client(from)?.await_relayed(&ip)?;
         say!("{from} → {to} with UDP blocked: {:?} in {:.1?}", pong.path, pong.latency);
         ping(lab.host(from)?, &ip, 3).with_context(|| format!("{from} pinging {to} through DERP"))?;
     }
     // client-2 and client-3 share subnet B: no firewall between them, they talk directly.
-    lab.client("client-2")?.await_path(
-        &lab.tailnet_ipv4("client-3")?,
-        "over a direct path on subnet B",
-        budget::path_change(),
-        |p| p.direct_ip().is_some(),
-    )?;
+    lab.client("client-2")?.await_direct(&lab.tailnet_ipv4("client-3")?)?;
 
     blocked.lift()?;
     let lifted = Instant::now();
-    lab.client("client-1")?.await_path(
-        &lab.tailnet_ipv4("client-2")?,
-        "over a direct path again",
-        budget::path_change(),
-        |p| p.direct_ip().is_some(),
-    )?;
+    lab.client("client-1")?.await_direct(&lab.tailnet_ipv4("client-2")?)?;
     Figure::new("P2-direct-restored", "direct path back after the UDP block is lifted", lifted.elapsed().as_secs_f64(), "s")
         .record();
     Ok(())

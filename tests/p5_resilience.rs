@@ -33,8 +33,7 @@ fn the_mesh_outlives_its_control_server_and_reconnects_when_it_returns() -> Resu
     // (DERP lives in headscale; with it gone, a pair that was idle long enough for the NAT to
     // forget it cannot start again across the router until the server is back.)
     for (from, to) in lab.client_pairs() {
-        lab.client(&from)?
-            .await_path(&lab.tailnet_ipv4(&to)?, "over a direct path", budget::path_change(), |p| p.direct_ip().is_some())?;
+        lab.client(&from)?.await_direct(&lab.tailnet_ipv4(&to)?)?;
     }
     headscale.host.stop_service(meshlab::headscale::SERVICE)?;
     let restart = Undo::new("headscale", || {

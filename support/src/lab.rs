@@ -231,10 +231,7 @@ impl Lab {
                         Some(_) => bail!("{name} sees {peer} offline"),
                         None => bail!("{name} does not see {peer} at all"),
                     }
-                    let ip = ips
-                        .get(peer)
-                        .and_then(|v| v.iter().find(|ip| !ip.contains(':')))
-                        .ok_or_else(|| anyhow!("{peer} has no tailnet IPv4"))?;
+                    let ip = ips.get(peer).and_then(|v| ipv4_of(v)).ok_or_else(|| anyhow!("{peer} has no tailnet IPv4"))?;
                     crate::ping::answers(self.host(name)?, ip)
                         .map_err(|e| anyhow!("{name} cannot ping {peer} at {ip}: {e:#}"))?;
                 }
@@ -311,16 +308,12 @@ impl Lab {
     /// A client's tailnet IPv4 address as it reports it now (late clients are not recorded).
     pub fn tailnet_ipv4_of_live(&self, client: &str) -> Result<String> {
         let ips = self.client(client)?.ips()?;
-        ips.into_iter().find(|ip| !ip.contains(':')).ok_or_else(|| anyhow!("{client} reports no tailnet IPv4"))
+        ipv4_of(&ips).cloned().ok_or_else(|| anyhow!("{client} reports no tailnet IPv4"))
     }
 
     /// A client's tailnet IPv4 address.
     pub fn tailnet_ipv4(&self, client: &str) -> Result<String> {
-        self.tailnet_ips(client)?
-            .iter()
-            .find(|ip| !ip.contains(':'))
-            .cloned()
-            .ok_or_else(|| anyhow!("{client} has no tailnet IPv4"))
+        ipv4_of(self.tailnet_ips(client)?).cloned().ok_or_else(|| anyhow!("{client} has no tailnet IPv4"))
     }
 
     pub fn tailnet_ips(&self, client: &str) -> Result<&[String]> {
@@ -458,6 +451,11 @@ impl Drop for Lab {
             }
         }
     }
+}
+
+/// The IPv4 address among a node's tailnet addresses.
+fn ipv4_of(ips: &[String]) -> Option<&String> {
+    ips.iter().find(|ip| !ip.contains(':'))
 }
 
 fn make_underlay(record: &LabRecord) -> Result<Box<dyn Underlay>> {

@@ -84,13 +84,9 @@ pub struct Pong {
 }
 
 impl<'a> Tailscale<'a> {
-    fn dir(&self) -> String {
-        format!("{}/tailscale", self.host.state_dir())
-    }
-
     /// tailscaled's state directory (node key, prefs): keep it and the node keeps its identity.
     pub fn state_path(&self) -> String {
-        self.dir()
+        format!("{}/tailscale", self.host.state_dir())
     }
 
     /// The default path: each host has its own /run, so `tailscale` needs no flag in a shell.
@@ -99,7 +95,7 @@ impl<'a> Tailscale<'a> {
     }
 
     pub fn ca_path(&self) -> String {
-        format!("{}/lab-ca.pem", self.dir())
+        format!("{}/lab-ca.pem", self.state_path())
     }
 
     /// Install the lab's CA for tailscaled and start it; [`Tailscale::await_daemon`] waits for it.
@@ -110,7 +106,7 @@ impl<'a> Tailscale<'a> {
 
     /// Start tailscaled on the state already there (also after a stop).
     pub fn start_daemon(&self) -> Result<()> {
-        let dir = self.dir();
+        let dir = self.state_path();
         let argv = [
             self.tailscaled.clone(),
             format!("--statedir={dir}"),
@@ -126,7 +122,7 @@ impl<'a> Tailscale<'a> {
             ("SSL_CERT_FILE".to_string(), self.ca_path()),
             ("TS_NO_LOGS_NO_SUPPORT".to_string(), "true".to_string()),
             // Its log-policy file, which would otherwise go to the machine's /var/lib/tailscale.
-            ("TS_LOGS_DIR".to_string(), self.dir()),
+            ("TS_LOGS_DIR".to_string(), self.state_path()),
         ];
         self.host.start_service(SERVICE, &argv, &env)
     }
@@ -213,6 +209,18 @@ impl Path {
 
     pub fn is_derp(&self) -> bool {
         matches!(self, Path::Derp(_))
+    }
+}
+
+impl<'a> Tailscale<'a> {
+    /// Wait until pongs from `target` come over a direct path.
+    pub fn await_direct(&self, target: &str) -> Result<Pong> {
+        self.await_path(target, "over a direct path", budget::path_change(), |p| p.direct_ip().is_some())
+    }
+
+    /// Wait until pongs from `target` come relayed by DERP.
+    pub fn await_relayed(&self, target: &str) -> Result<Pong> {
+        self.await_path(target, "relayed by DERP", budget::path_change(), Path::is_derp)
     }
 }
 

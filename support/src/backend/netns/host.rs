@@ -1,6 +1,6 @@
 //! A host of a netns lab: commands and services entered into its namespaces.
 
-use super::{host_dir, recorded_services, NetnsRecord};
+use super::{host_dir, pinned, recorded_services, NetnsRecord};
 use crate::backend::Host;
 use crate::exec::{self, Output};
 use crate::process::{self, Lifetime, ProcessId};
@@ -45,8 +45,8 @@ impl NetnsHost {
         vec![
             "nsenter".into(),
             format!("--net=/run/netns/{}", self.netns),
-            format!("--mount={}", self.ns_dir.join(format!("{}.mnt", self.name)).display()),
-            format!("--uts={}", self.ns_dir.join(format!("{}.uts", self.name)).display()),
+            format!("--mount={}", pinned(&self.ns_dir, &self.name, "mnt").display()),
+            format!("--uts={}", pinned(&self.ns_dir, &self.name, "uts").display()),
             "--".into(),
         ]
     }

@@ -49,6 +49,19 @@ impl NetnsRecord {
     fn all_namespaces(&self) -> impl Iterator<Item = &String> {
         std::iter::once(&self.router).chain(self.hosts.values())
     }
+
+    /// Every pinned namespace file of every host.
+    fn all_pinned(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.hosts.keys().flat_map(|h| PINNED.map(|kind| pinned(&self.ns_dir, h, kind)))
+    }
+}
+
+/// The namespaces of a host pinned as files besides its network namespace.
+const PINNED: [&str; 2] = ["mnt", "uts"];
+
+/// Where a host's `kind` (`mnt`, `uts`) namespace is pinned.
+fn pinned(ns_dir: &Path, host: &str, kind: &str) -> PathBuf {
+    ns_dir.join(format!("{host}.{kind}"))
 }
 
 /// Whether `name` is a namespace of this tool, and of which run.
@@ -149,7 +162,7 @@ fn make_host_filesystem(record: &NetnsRecord, host: &str, lab_dir: &Path, etc_fi
         std::fs::write(upper.join(name), contents)?;
     }
     std::fs::write(upper.join("hostname"), format!("{host}\n"))?;
-    let (mnt, uts) = (record.ns_dir.join(format!("{host}.mnt")), record.ns_dir.join(format!("{host}.uts")));
+    let (mnt, uts) = (pinned(&record.ns_dir, host, "mnt"), pinned(&record.ns_dir, host, "uts"));
     std::fs::write(&mnt, "")?;
     std::fs::write(&uts, "")?;
     for path in [&upper, &work] {
@@ -210,13 +223,8 @@ pub fn teardown(record: &NetnsRecord, lab_dir: &Path) -> Result<()> {
     for id in processes_in_namespaces(&inodes) {
         id.terminate(budget::stop());
     }
-    for host in record.hosts.keys() {
-        for kind in ["mnt", "uts"] {
-            let pinned = record.ns_dir.join(format!("{host}.{kind}"));
-            if pinned.exists() {
-                unmount(&pinned);
-            }
-        }
+    for file in record.all_pinned().filter(|f| f.exists()) {
+        unmount(&file);
     }
     if record.ns_dir.exists() {
         while is_mount_point(&record.ns_dir) {
@@ -244,13 +252,9 @@ pub fn teardown(record: &NetnsRecord, lab_dir: &Path) -> Result<()> {
 /// has exited: kill what runs in the lab's namespaces, unmount the pinned ones, delete them,
 /// drop the index entry. Every name in it is this run's own.
 pub fn watchdog_script(record: &NetnsRecord, owner: u32, index_entry: &Path) -> String {
-    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let quote = |s: &str| exec::display_argv(&[s]);
     let namespaces: Vec<String> = record.all_namespaces().map(|n| quote(n)).collect();
-    let pinned: Vec<String> = record
-        .hosts
-        .keys()
-        .flat_map(|h| ["mnt", "uts"].map(|k| quote(&record.ns_dir.join(format!("{h}.{k}")).display().to_string())))
-        .collect();
+    let pinned: Vec<String> = record.all_pinned().map(|f| quote(&f.display().to_string())).collect();
     format!(
         "tail --pid={owner} -f /dev/null\n\
          echo \"owner {owner} gone at $(date -u +%FT%TZ): removing its lab\"\n\
