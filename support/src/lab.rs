@@ -78,11 +78,28 @@ impl Lab {
             timings: Timings::default(),
             torn_down: false,
             watchdog: None,
+            index: Some(paths::index_dir()),
         };
         // The record and the index entry exist before the first namespace does, so that from
         // here on a crash leaves something the next run can find and remove.
         record.save()?;
         registry::index(&record)?;
+        if !prereq::is_root() {
+            // A normal user's lab lives in a user namespace, held by a process that dies with
+            // this one (or, detached, lives until `cargo mesh down`).
+            let holder = netns::Holder::start(&record.run_id, &record.dir.join("holder.log"), record.lifetime);
+            let holder = match holder {
+                Ok(h) => h,
+                Err(e) => {
+                    let _ = registry::remove(&record);
+                    return Err(e);
+                }
+            };
+            if let Some(n) = record.netns.as_mut() {
+                n.holder = Some(holder);
+            }
+            record.save()?;
+        }
         if record.lifetime == Lifetime::WithOwner {
             record.watchdog = Some(registry::spawn_watchdog(&record)?);
             record.save()?;
@@ -113,7 +130,8 @@ impl Lab {
         let record = LabRecord::load(&dir).with_context(|| {
             format!("MESH_LAB={dir_or_id} names no lab: give the folder or run id that `cargo mesh up` printed (see `cargo mesh status`)")
         })?;
-        if record.torn_down || !paths::index_dir().join(&record.run_id).exists() {
+        let holder_gone = record.netns.as_ref().and_then(|n| n.holder).is_some_and(|h| !h.alive());
+        if record.torn_down || !record.index_entry().exists() || holder_gone {
             bail!("lab {} is no longer running: start a new one with `cargo mesh up`", record.run_id);
         }
         budget::set_backend_scale(record.backend.time_scale());
@@ -136,7 +154,7 @@ impl Lab {
         let mut timings = Timings::default();
         let phase = Instant::now();
         match &record.netns {
-            Some(n) => netns::create(n, spec, &record.dir, &etc_files(spec))?,
+            Some(n) => netns::create(n, spec, &record.dir, &etc_files(spec), record.lifetime)?,
             None => bail!("this lab has no network record"),
         }
         timings.network = phase.elapsed().as_secs_f64();

@@ -1,6 +1,7 @@
 //! What this machine must have before a lab can be built, and installing it where we may:
 //! as root on Debian, missing packages are installed with apt-get; elsewhere the error names
-//! the exact command to run.
+//! the exact command to run. A normal user also needs unprivileged user namespaces (the lab
+//! lives in one) and a /dev/net/tun it may open.
 
 use crate::backend::BackendKind;
 use crate::{budget, exec, say};
@@ -31,11 +32,24 @@ const NETNS_NEEDS: &[Need] = &[
     Need { command: "ss", package: "iproute2" },
 ];
 
-fn have(command: &str) -> bool {
-    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(command).is_file())).unwrap_or(false)
+/// The PATH the lab's commands are looked up in: this process's, with the system directories
+/// a normal user's PATH may lack (`nft`, `sysctl` and `nginx` live in /usr/sbin).
+pub fn search_path() -> std::ffi::OsString {
+    let mut dirs: Vec<std::path::PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    for system in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        if !dirs.iter().any(|d| d == Path::new(system)) {
+            dirs.push(system.into());
+        }
+    }
+    std::env::join_paths(dirs).unwrap_or_default()
 }
 
-fn is_root() -> bool {
+fn have(command: &str) -> bool {
+    std::env::split_paths(&search_path()).any(|d| d.join(command).is_file())
+}
+
+pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
@@ -44,16 +58,13 @@ const POLICY_MARK: &str = "written by the mesh suite during apt-get install";
 
 /// Make sure everything the backend needs is here, installing what is missing if we can.
 pub fn ensure(backend: BackendKind) -> Result<()> {
-    remove_stale_policy();
     let needs = match backend {
         BackendKind::Netns => NETNS_NEEDS,
     };
     if !is_root() {
-        bail!(
-            "the {} backend needs root to create network namespaces and mounts: run as root (e.g. `sudo -E cargo test`)",
-            backend.name()
-        );
+        return ensure_unprivileged(backend, needs);
     }
+    remove_stale_policy();
     let mut missing: Vec<&str> = needs.iter().filter(|n| !have(n.command)).map(|n| n.package).collect();
     missing.dedup();
     if !missing.is_empty() {
@@ -67,6 +78,75 @@ pub fn ensure(backend: BackendKind) -> Result<()> {
         bail!("/dev/net/tun is missing: tailscaled needs a TUN device; run `modprobe tun` (or create it: `mkdir -p /dev/net && mknod /dev/net/tun c 10 200`)");
     }
     Ok(())
+}
+
+/// As a normal user nothing can be installed: name what is missing and the command that adds
+/// it; then check that a lab can live in a user namespace here, and that tailscaled can open
+/// a TUN device.
+fn ensure_unprivileged(backend: BackendKind, needs: &[Need]) -> Result<()> {
+    let missing: Vec<&Need> = needs.iter().filter(|n| !have(n.command)).collect();
+    if !missing.is_empty() {
+        let mut packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+        packages.dedup();
+        let commands: Vec<&str> = missing.iter().map(|n| n.command).collect();
+        bail!(
+            "missing programs {} (as a normal user the harness cannot install them): run `sudo apt-get install -y --no-install-recommends {}`, or run as root, which installs them",
+            commands.join(", "),
+            packages.join(" ")
+        );
+    }
+    if let Some(problem) = user_namespaces_problem() {
+        bail!(
+            "the {} backend as a normal user puts the lab in a user namespace, but {problem}; or run as root (`sudo -E cargo test`)",
+            backend.name()
+        );
+    }
+    if let Some(problem) = tun_problem() {
+        bail!("{problem}");
+    }
+    Ok(())
+}
+
+/// Why a normal user cannot make the lab's user namespace here, and what to change; `None`
+/// when one can be made (tried for real, with the namespaces the lab uses).
+pub fn user_namespaces_problem() -> Option<String> {
+    let tried =
+        exec::local(&["unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork", "true"], budget::command());
+    let why = match tried {
+        Ok(out) if out.success() => return None,
+        Ok(out) => out.stderr.trim().to_string(),
+        Err(e) => format!("{e:#}"),
+    };
+    let sysctl = |name: &str| -> Option<String> {
+        std::fs::read_to_string(format!("/proc/sys/{}", name.replace('.', "/"))).ok().map(|v| v.trim().to_string())
+    };
+    let fix = if sysctl("kernel.unprivileged_userns_clone").as_deref() == Some("0") {
+        "this kernel disables unprivileged user namespaces (kernel.unprivileged_userns_clone=0): allow them with `sudo sysctl -w kernel.unprivileged_userns_clone=1`".to_string()
+    } else if sysctl("user.max_user_namespaces").as_deref() == Some("0") {
+        "this machine allows no user namespaces (user.max_user_namespaces=0): allow them with `sudo sysctl -w user.max_user_namespaces=15000`".to_string()
+    } else if sysctl("kernel.apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        "AppArmor keeps unprivileged programs from making user namespaces (kernel.apparmor_restrict_unprivileged_userns=1): allow them with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`".to_string()
+    } else {
+        "this machine does not let a normal user make one".to_string()
+    };
+    Some(format!("{fix} (`unshare --user --map-root-user --mount --net --pid --fork true` says: {why})"))
+}
+
+/// Why tailscaled could not open /dev/net/tun as this user, and the fix; `None` if it can.
+pub fn tun_problem() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let path = Path::new("/dev/net/tun");
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Some("/dev/net/tun is missing: tailscaled needs a TUN device; as root run `modprobe tun` (or create it: `mkdir -p /dev/net && mknod -m 0666 /dev/net/tun c 10 200`)".into());
+    };
+    match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "/dev/net/tun is not usable by this user ({e}; mode {:04o}, owner uid {}): tailscaled needs it; as root run `chmod 0666 /dev/net/tun` (the usual mode, which udev sets on most distributions), or run as root",
+            meta.mode() & 0o7777,
+            meta.uid()
+        )),
+    }
 }
 
 fn install(packages: &[&str]) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Where labs are written down, so that anyone can find and remove one: its record
-//! (`lab.json` in its folder), the machine-wide index in /run, removal from a record alone,
-//! reclaiming labs whose owner died, and removal on Ctrl-C or SIGTERM.
+//! (`lab.json` in its folder), the index (root's machine-wide in /run, a normal user's own),
+//! removal from a record alone, reclaiming labs whose owner died, and removal on Ctrl-C or
+//! SIGTERM.
 
 use crate::backend::netns::{self, NetnsRecord};
 use crate::backend::BackendKind;
@@ -37,6 +38,10 @@ pub struct LabRecord {
     /// The process that removes the lab if its owner dies without doing so.
     #[serde(default)]
     pub watchdog: Option<ProcessId>,
+    /// The index folder the lab is listed in (`None` in records older than normal-user labs:
+    /// root's, /run/mesh-lab).
+    #[serde(default)]
+    pub index: Option<PathBuf>,
 }
 
 /// How long each phase of building the lab took, in seconds.
@@ -67,6 +72,11 @@ impl LabRecord {
         serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))
     }
 
+    /// Its entry in the index: a symlink named by its run id, to its folder.
+    pub fn index_entry(&self) -> PathBuf {
+        self.index.clone().unwrap_or_else(|| PathBuf::from(paths::ROOT_INDEX)).join(&self.run_id)
+    }
+
     /// Nobody will remove this lab if we don't: its owner is gone and it was not detached.
     fn abandoned(&self) -> bool {
         !self.torn_down && self.lifetime == Lifetime::WithOwner && !self.owner.alive()
@@ -78,9 +88,13 @@ impl LabRecord {
 pub(crate) fn claim_run_id() -> Result<(String, PathBuf)> {
     let labs = paths::labs_dir();
     std::fs::create_dir_all(&labs).with_context(|| format!("creating {}", labs.display()))?;
+    // Ids in use: root's namespaces, the labs in user namespaces on this machine, the index.
+    let mut in_use: Vec<String> = netns::namespaces_of_this_tool().into_keys().collect();
+    in_use.extend(netns::userns::unrecorded(&[], None).into_iter().map(|(id, _)| id));
+    in_use.extend(indexed().into_iter().map(|r| r.run_id));
     for _ in 0..16 {
         let id = new_run_id()?;
-        let taken = netns::namespaces_of_this_tool().contains_key(&id);
+        let taken = in_use.contains(&id);
         let dir = labs.join(&id);
         if !taken && std::fs::create_dir(&dir).is_ok() {
             return Ok((id, dir));
@@ -95,10 +109,13 @@ fn new_run_id() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Add the lab to the machine-wide index.
+/// Add the lab to its index (the folder its record names).
 pub(crate) fn index(record: &LabRecord) -> Result<()> {
-    std::fs::create_dir_all(paths::index_dir())?;
-    let link = paths::index_dir().join(&record.run_id);
+    let dir = paths::ensure_index_dir()?;
+    let link = record.index_entry();
+    if link.parent() != Some(dir.as_path()) {
+        anyhow::bail!("lab {} names the index {}, not this user's {}", record.run_id, link.display(), dir.display());
+    }
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&record.dir, &link).with_context(|| format!("indexing the lab at {}", link.display()))
 }
@@ -131,7 +148,7 @@ pub(crate) fn remove_on_interrupt(record: &LabRecord) {
 /// stops it. Its output goes to `watchdog.log` in the lab's folder.
 pub(crate) fn spawn_watchdog(record: &LabRecord) -> Result<ProcessId> {
     let Some(n) = &record.netns else { anyhow::bail!("lab {} has no network record", record.run_id) };
-    let script = netns::watchdog_script(n, record.owner.pid, &paths::index_dir().join(&record.run_id));
+    let script = netns::watchdog_script(n, record.owner.pid, &record.index_entry());
     let log = std::fs::File::create(record.dir.join("watchdog.log"))?;
     let mut cmd = std::process::Command::new("sh");
     cmd.args(["-c", &script]).stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
@@ -172,15 +189,31 @@ fn remove_all_but_watchdog(record: &LabRecord) -> Result<()> {
     let mut done = record.clone();
     done.torn_down = true;
     let _ = done.save();
-    let _ = std::fs::remove_file(paths::index_dir().join(&record.run_id));
-    let _ = std::fs::remove_dir(paths::index_dir()); // only if empty: nothing of ours stays in /run
+    let entry = record.index_entry();
+    let _ = std::fs::remove_file(&entry);
+    if let Some(dir) = entry.parent() {
+        let _ = std::fs::remove_dir(dir); // only if empty: nothing of ours stays in /run or /tmp
+    }
     prune_finished();
     Ok(())
 }
 
-/// Every lab in the index, by record.
+/// Every lab in this user's index, by record.
 pub fn indexed() -> Vec<LabRecord> {
-    let Ok(entries) = std::fs::read_dir(paths::index_dir()) else { return Vec::new() };
+    paths::index_dirs().iter().flat_map(|d| records_in(d)).collect()
+}
+
+/// Labs of normal users on this machine (for root's `cargo mesh status`): read, never acted on
+/// from their records, which are theirs to write.
+pub fn indexed_by_other_users() -> Vec<LabRecord> {
+    if !crate::prereq::is_root() {
+        return Vec::new();
+    }
+    paths::other_users_index_dirs().iter().flat_map(|d| records_in(d)).collect()
+}
+
+fn records_in(index: &Path) -> Vec<LabRecord> {
+    let Ok(entries) = std::fs::read_dir(index) else { return Vec::new() };
     entries.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).filter_map(|dir| LabRecord::load(&dir).ok()).collect()
 }
 
@@ -195,13 +228,40 @@ pub fn reclaim_abandoned() -> Vec<String> {
             Err(e) => say!("could not remove lab {}: {e:#}", record.run_id),
         }
     }
-    removed.extend(remove_unrecorded_namespaces(&indexed().iter().map(|r| r.run_id.clone()).collect::<Vec<_>>()));
+    let known: Vec<String> = indexed().iter().map(|r| r.run_id.clone()).collect();
+    removed.extend(remove_unrecorded_namespaces(&known));
+    // A normal user's own holders only: another user's lab is listed in that user's index.
+    removed.extend(remove_unrecorded_holders(&known, Some(unsafe { libc::geteuid() })));
     removed
 }
 
-/// Namespaces named like ours whose run has no live record: remove them with whatever runs in them.
+/// Labs in user namespaces whose run has no live record (of `uid`, or of every user when
+/// `None`, for root's `cargo mesh down --all`): kill their holders, and every process and
+/// namespace of theirs goes with them. Root also drops them from their users' indexes.
+pub fn remove_unrecorded_holders(known: &[String], uid: Option<u32>) -> Vec<String> {
+    let mut removed = Vec::new();
+    for (run_id, holder) in netns::userns::unrecorded(known, uid) {
+        say!("removing lab {run_id} in a user namespace (holder {}), which no record of yours accounts for", holder.unshare.pid);
+        match holder.stop() {
+            Ok(()) => removed.push(run_id.clone()),
+            Err(e) => say!("could not remove lab {run_id}: {e:#}"),
+        }
+        if uid.is_none() {
+            for dir in paths::other_users_index_dirs() {
+                let _ = std::fs::remove_file(dir.join(&run_id));
+            }
+        }
+    }
+    removed
+}
+
+/// Namespaces named like ours whose run has no live record: remove them with whatever runs in
+/// them. Root's alone (a normal user's labs have no names on the machine).
 pub fn remove_unrecorded_namespaces(known: &[String]) -> Vec<String> {
     let mut removed = Vec::new();
+    if !crate::prereq::is_root() {
+        return removed;
+    }
     for (run_id, namespaces) in netns::namespaces_of_this_tool() {
         if known.contains(&run_id) {
             continue;
@@ -214,6 +274,7 @@ pub fn remove_unrecorded_namespaces(known: &[String]) -> Vec<String> {
                 .map(|n| (n.trim_start_matches(&format!("{}{run_id}-", netns::NS_PREFIX)).to_string(), n.clone()))
                 .collect(),
             ns_dir: paths::labs_dir().join(&run_id).join("ns"),
+            holder: None,
         };
         say!("removing namespaces of run {run_id}, which no record accounts for: {}", namespaces.join(" "));
         if netns::teardown(&record, &paths::labs_dir().join(&run_id)).is_ok() {
@@ -230,12 +291,31 @@ fn prune_finished() {
         .flatten()
         .map(|e| e.path())
         // Finished: torn down, or no longer indexed (its watchdog removed it).
-        .filter(|p| LabRecord::load(p).map(|r| r.torn_down || !paths::index_dir().join(&r.run_id).exists()).unwrap_or(false))
+        .filter(|p| LabRecord::load(p).map(|r| r.torn_down || !r.index_entry().exists()).unwrap_or(false))
         .filter_map(|p| Some((std::fs::metadata(p.join(RECORD)).ok()?.modified().ok()?, p)))
         .collect();
     finished.sort();
     let excess = finished.len().saturating_sub(KEEP_FINISHED);
     for (_, dir) in finished.into_iter().take(excess) {
-        let _ = std::fs::remove_dir_all(dir);
+        remove_tree(&dir);
     }
+}
+
+/// Delete a folder and everything in it. A normal user's lab leaves overlayfs work folders
+/// of mode 000 (made by its root in the user namespace, which is this user): opened up first.
+fn remove_tree(dir: &Path) {
+    if std::fs::remove_dir_all(dir).is_ok() {
+        return;
+    }
+    fn open_up(dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                open_up(&entry.path());
+            }
+        }
+    }
+    open_up(dir);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -22,13 +22,16 @@ pub fn page(lab: &Lab, host: &str) -> String {
 }
 
 /// nginx configuration listening on `addresses` only, answering every request with `body`.
-pub fn config(addresses: &[String], body: &str) -> String {
+/// Its workers drop to nginx's default user, except where the host's root is a normal user
+/// ([`Host::root_is_unprivileged`]): no other user exists there, and they stay that root.
+pub fn config(addresses: &[String], body: &str, root_is_unprivileged: bool) -> String {
     let listen: String = addresses
         .iter()
         .map(|a| if a.contains(':') { format!("    listen [{a}]:{PORT};\n") } else { format!("    listen {a}:{PORT};\n") })
         .collect();
+    let user = if root_is_unprivileged { "user root root;\n" } else { "" };
     format!(
-        "# written by the mesh suite: a page served on the tailnet addresses alone\n\
+        "# written by the mesh suite: a page served on the tailnet addresses alone\n{user}\
          worker_processes 1;\npid /run/nginx-mesh/nginx.pid;\nerror_log stderr;\n\
          events {{ worker_connections 64; }}\n\
          http {{\n  access_log /dev/stdout;\n\
@@ -46,7 +49,7 @@ pub fn ensure_serving(lab: &Lab, host: &str) -> Result<()> {
         return Ok(());
     }
     allow_binding_absent_addresses(h)?;
-    h.write_file(CONFIG, config(lab.tailnet_ips(host)?, &page(lab, host)).as_bytes())?;
+    h.write_file(CONFIG, config(lab.tailnet_ips(host)?, &page(lab, host), h.root_is_unprivileged()).as_bytes())?;
     start(h)?;
     await_listening(h, lab.tailnet_ips(host)?)
 }
@@ -91,9 +94,12 @@ pub fn url(address: &str) -> String {
 mod tests {
     #[test]
     fn nginx_listens_on_exactly_the_given_addresses() {
-        let conf = super::config(&["100.64.0.1".into(), "fd7a:115c:a1e0::1".into()], "hello");
+        let conf = super::config(&["100.64.0.1".into(), "fd7a:115c:a1e0::1".into()], "hello", false);
         assert!(conf.contains("listen 100.64.0.1:80;") && conf.contains("listen [fd7a:115c:a1e0::1]:80;"), "{conf}");
         assert_eq!(conf.matches("listen ").count(), 2, "{conf}");
+        assert!(!conf.contains("user "), "workers keep nginx's default user as real root: {conf}");
+        let conf = super::config(&["100.64.0.1".into()], "hello", true);
+        assert!(conf.starts_with("# written by the mesh suite") && conf.contains("\nuser root root;\n"), "{conf}");
         assert_eq!(super::url("fd7a::1"), "http://[fd7a::1]:80/");
     }
 }

@@ -42,6 +42,12 @@ pub trait Host: Send + Sync {
 
     /// Peak resident memory of its running services, in KiB.
     fn services_peak_rss_kib(&self) -> u64;
+
+    /// Its root is a normal user of this machine (the lab is in a user namespace): there is no
+    /// other user to switch to, so a service that would drop to one (nginx's workers) stays root.
+    fn root_is_unprivileged(&self) -> bool {
+        false
+    }
 }
 
 impl dyn Host + '_ {

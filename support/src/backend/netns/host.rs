@@ -1,9 +1,9 @@
 //! A host of a netns lab: commands and services entered into its namespaces.
 
-use super::{host_dir, pinned, recorded_services, NetnsRecord};
+use super::{host_dir, host_namespaces_file, pinned, recorded_services, userns, NetnsRecord};
 use crate::backend::Host;
 use crate::exec::{self, Output};
-use crate::process::{self, Lifetime, ProcessId};
+use crate::process::{Lifetime, ProcessId};
 use crate::{budget, say};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -18,6 +18,8 @@ use std::time::Duration;
 pub struct NetnsHost {
     name: String,
     netns: String,
+    /// The lab's namespaces and how to enter them (a normal user's lab is in a user namespace).
+    record: NetnsRecord,
     dir: PathBuf,
     ns_dir: PathBuf,
     lifetime: Lifetime,
@@ -32,6 +34,7 @@ impl NetnsHost {
         Ok(NetnsHost {
             name: name.to_string(),
             netns,
+            record: record.clone(),
             dir: host_dir(lab_dir, name),
             ns_dir: record.ns_dir.clone(),
             lifetime,
@@ -51,6 +54,25 @@ impl NetnsHost {
         ]
     }
 
+    /// `argv` as a command inside the host.
+    fn command(&self, argv: &[&str]) -> Result<Command> {
+        if self.record.holder.is_some() {
+            return userns::enter(&self.namespaces_holder()?, userns::HOST_NAMESPACES, argv)
+                .with_context(|| format!("{}'s namespaces are gone: start a new lab", self.name));
+        }
+        let mut full = self.enter();
+        full.extend(argv.iter().map(|a| a.to_string()));
+        self.record.command(&full)
+    }
+
+    /// As a normal user: the process that holds the host's namespaces, recorded as the lab
+    /// made them.
+    fn namespaces_holder(&self) -> Result<ProcessId> {
+        let file = host_namespaces_file(&self.dir);
+        let read = || -> Result<ProcessId> { Ok(serde_json::from_slice(&std::fs::read(&file)?)?) };
+        read().with_context(|| format!("{} has no namespaces recorded ({}): is the lab built?", self.name, file.display()))
+    }
+
     fn service_file(&self, service: &str) -> PathBuf {
         self.dir.join("services").join(format!("{service}.json"))
     }
@@ -66,10 +88,7 @@ impl Host for NetnsHost {
     }
 
     fn exec(&self, argv: &[&str], stdin: Option<&[u8]>, limit: Duration) -> Result<Output> {
-        let full = self.enter();
-        let mut cmd = Command::new(&full[0]);
-        cmd.args(&full[1..]).args(argv);
-        let out = exec::run(&self.name, &exec::display_argv(argv), cmd, stdin, limit)?;
+        let out = exec::run(&self.name, &exec::display_argv(argv), self.command(argv)?, stdin, limit)?;
         exec::journal(&self.journal, &out);
         Ok(out)
     }
@@ -80,18 +99,14 @@ impl Host for NetnsHost {
         }
         let log_path = self.log_path(service);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-        let full = self.enter();
-        let mut cmd = Command::new(&full[0]);
-        cmd.args(&full[1..])
-            .args(argv)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = process::spawn_service(cmd, self.lifetime)
+        let argv_str: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut cmd = self.command(&argv_str)?;
+        cmd.envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        let (child, id) = self
+            .record
+            .spawn(cmd, self.lifetime)
             .with_context(|| format!("on {}: starting {service}: `{}`", self.name, exec::display_argv(argv)))?;
-        let id = ProcessId::of(child.id())
-            .ok_or_else(|| anyhow!("on {}: {service} exited at once; see {}", self.name, log_path.display()))?;
+        let id = id.ok_or_else(|| anyhow!("on {}: {service} exited at once; see {}", self.name, log_path.display()))?;
         std::fs::write(self.service_file(service), serde_json::to_vec(&id)?)?;
         self.children.lock().unwrap().insert(service.to_string(), child);
         say!("{}: started {service} (pid {}), log {}", self.name, id.pid, log_path.display());
@@ -117,6 +132,15 @@ impl Host for NetnsHost {
     }
 
     fn tcp_connect(&self, addr: SocketAddr, limit: Duration) -> Result<()> {
+        if self.record.holder.is_some() {
+            // A thread cannot enter a namespace of a user namespace this process is not in
+            // (and a process of many threads cannot join one): a command connects instead.
+            let seconds = limit.as_secs().max(1).to_string();
+            let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
+            let argv = ["nc", "-z", "-w", &seconds, &ip, &port];
+            let out = exec::run(&self.name, &exec::display_argv(&argv), self.command(&argv)?, None, limit + budget::stop())?;
+            return out.check().map(|_| ()).with_context(|| format!("from {}: TCP connect to {addr}", self.name));
+        }
         let netns = format!("/run/netns/{}", self.netns);
         // setns() changes only the calling thread: a short-lived thread enters, connects, ends.
         std::thread::spawn(move || -> Result<()> {
@@ -141,10 +165,28 @@ impl Host for NetnsHost {
     }
 
     fn shell_argv(&self, path_prefix: &str) -> Vec<String> {
-        let mut argv = self.enter();
-        let path = format!("PATH={path_prefix}:{}", std::env::var("PATH").unwrap_or_default());
+        let mut argv = match self.record.holder {
+            Some(_) => match self.namespaces_holder() {
+                Ok(id) => userns::enter_prefix(&id, userns::HOST_NAMESPACES),
+                Err(e) => {
+                    return vec![
+                        "sh".into(),
+                        "-c".into(),
+                        r#"echo "mesh: error: $1" >&2; exit 1"#.into(),
+                        "sh".into(),
+                        format!("{e:#}"),
+                    ]
+                }
+            },
+            None => self.enter(),
+        };
+        let path = format!("PATH={path_prefix}:{}", crate::prereq::search_path().to_string_lossy());
         argv.extend(["env".into(), path, format!("PS1=[{}] \\w\\$ ", self.name), "bash".into(), "--norc".into(), "-i".into()]);
         argv
+    }
+
+    fn root_is_unprivileged(&self) -> bool {
+        self.record.holder.is_some()
     }
 
     fn services_peak_rss_kib(&self) -> u64 {

@@ -5,24 +5,31 @@
 //! The subnets are bridges inside a router namespace; nothing is added to the machine's own
 //! namespace, the router has no interface that leaves the lab, and no namespace has a
 //! default route.
+//!
+//! As root the namespaces are made on the machine itself; as a normal user, inside a user
+//! namespace held for the lab ([`userns`]). Either way the same commands build the lab: as a
+//! normal user each is entered into the holder's namespaces first.
 
 mod host;
 mod underlay;
+pub mod userns;
 
 pub use host::NetnsHost;
 pub use underlay::NetnsUnderlay;
+pub use userns::Holder;
 
 use crate::budget;
 use crate::exec::{self, Output};
-use crate::process::ProcessId;
+use crate::process::{self, Lifetime, ProcessId};
 use crate::spec::LabSpec;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ffi::CString;
+use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 /// The names and paths of one netns lab, enough to find and remove all of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +39,10 @@ pub struct NetnsRecord {
     pub hosts: BTreeMap<String, String>,
     /// Where the hosts' mount and UTS namespaces are pinned (a private bind mount).
     pub ns_dir: PathBuf,
+    /// Built by a normal user: the processes holding the user namespace the lab lives in.
+    /// `None`: built by root, on the machine itself.
+    #[serde(default)]
+    pub holder: Option<Holder>,
 }
 
 /// Every namespace this tool creates is named `mesh-<run id>-<host>`.
@@ -43,7 +54,46 @@ impl NetnsRecord {
             router: format!("{NS_PREFIX}{run_id}-router"),
             hosts: spec.hosts.iter().map(|h| (h.name.clone(), format!("{NS_PREFIX}{run_id}-{}", h.name))).collect(),
             ns_dir: lab_dir.join("ns"),
+            holder: None,
         }
+    }
+
+    /// `argv` as a command of the lab's own: as root, as it is; as a normal user, entered into
+    /// the lab's user namespace (where /run/netns and the pinned namespaces are).
+    pub(crate) fn command<S: AsRef<OsStr>>(&self, argv: &[S]) -> Result<Command> {
+        match &self.holder {
+            Some(h) => h.command(argv),
+            None => {
+                let (program, args) = argv.split_first().ok_or_else(|| anyhow::anyhow!("empty command"))?;
+                let mut cmd = Command::new(program);
+                cmd.args(args);
+                Ok(cmd)
+            }
+        }
+    }
+
+    /// Start a long-running program made by [`NetnsRecord::command`]; the program's own
+    /// identity (not `nsenter`'s, as a normal user) and the child to wait for.
+    pub(crate) fn spawn(&self, cmd: Command, lifetime: Lifetime) -> Result<(Child, Option<ProcessId>)> {
+        let child = process::spawn_service(cmd, lifetime)?;
+        let id = match &self.holder {
+            Some(_) => userns::program_of(child.id()).ok(),
+            None => ProcessId::of(child.id()),
+        };
+        Ok((child, id))
+    }
+
+    /// A network namespace of the lab, as this process can open it.
+    pub(crate) fn netns_file(&self, ns: &str) -> PathBuf {
+        match &self.holder {
+            Some(h) => h.netns_file(ns),
+            None => Path::new("/run/netns").join(ns),
+        }
+    }
+
+    /// The inodes of the lab's network namespaces that exist now.
+    fn netns_inodes(&self) -> Vec<u64> {
+        self.all_namespaces().filter_map(|ns| std::fs::metadata(self.netns_file(ns)).ok().map(|m| m.ino())).collect()
     }
 
     fn all_namespaces(&self) -> impl Iterator<Item = &String> {
@@ -71,51 +121,66 @@ pub fn run_id_of_namespace(name: &str) -> Option<&str> {
     (id.len() == crate::registry::RUN_ID_LEN && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
 }
 
-fn ip(args: &[&str]) -> Result<Output> {
+/// Run a command of the lab's own (not in a host) and require success.
+fn lab_command(record: &NetnsRecord, argv: &[&str]) -> Result<Output> {
+    exec::run("this machine", &exec::display_argv(argv), record.command(argv)?, None, budget::command())?.check()
+}
+
+fn ip(record: &NetnsRecord, args: &[&str]) -> Result<Output> {
     let mut argv = vec!["ip"];
     argv.extend_from_slice(args);
-    exec::local(&argv, budget::command())?.check()
+    lab_command(record, &argv)
 }
 
 /// Build the network of `spec`: namespaces, bridges, links, addresses, routes, NAT, and each
 /// host's own /etc. `etc_files` are written into every host's /etc (hosts, resolv.conf …).
-pub fn create(record: &NetnsRecord, spec: &LabSpec, lab_dir: &Path, etc_files: &[(&str, String)]) -> Result<()> {
+/// `lifetime` is the lab's: as a normal user, the processes that hold each host's mount and UTS
+/// namespaces live as long as the lab does.
+pub fn create(
+    record: &NetnsRecord,
+    spec: &LabSpec,
+    lab_dir: &Path,
+    etc_files: &[(&str, String)],
+    lifetime: Lifetime,
+) -> Result<()> {
     let r = record.router.as_str();
     for ns in record.all_namespaces() {
-        ip(&["netns", "add", ns])?;
+        ip(record, &["netns", "add", ns])?;
     }
-    ip(&["-n", r, "link", "set", "lo", "up"])?;
+    ip(record, &["-n", r, "link", "set", "lo", "up"])?;
     for s in &spec.subnets {
         let br = format!("br-{}", s.name);
-        ip(&["-n", r, "link", "add", &br, "type", "bridge"])?;
-        ip(&["-n", r, "addr", "add", &format!("{}/{}", s.router, s.net.prefix_len()), "dev", &br])?;
-        ip(&["-n", r, "link", "set", &br, "up"])?;
+        ip(record, &["-n", r, "link", "add", &br, "type", "bridge"])?;
+        ip(record, &["-n", r, "addr", "add", &format!("{}/{}", s.router, s.net.prefix_len()), "dev", &br])?;
+        ip(record, &["-n", r, "link", "set", &br, "up"])?;
     }
-    in_namespace(r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"], None)?;
-    in_namespace(r, &["nft", "-f", "-"], Some(router_ruleset(spec).as_bytes()))?;
+    in_namespace(record, r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"], None)?;
+    in_namespace(record, r, &["nft", "-f", "-"], Some(router_ruleset(spec).as_bytes()))?;
 
-    std::fs::create_dir_all(&record.ns_dir)?;
-    // The pinned namespaces must live on a private mount, or the kernel refuses to pin them.
-    let ns_dir = record.ns_dir.display().to_string();
-    exec::local(&["mount", "--bind", &ns_dir, &ns_dir], budget::command())?.check()?;
-    exec::local(&["mount", "--make-private", &ns_dir], budget::command())?.check()?;
+    if record.holder.is_none() {
+        std::fs::create_dir_all(&record.ns_dir)?;
+        // The pinned namespaces must live on a private mount, or the kernel refuses to pin them.
+        let ns_dir = record.ns_dir.display().to_string();
+        lab_command(record, &["mount", "--bind", &ns_dir, &ns_dir])?;
+        lab_command(record, &["mount", "--make-private", &ns_dir])?;
+    }
 
     for h in &spec.hosts {
         let ns = &record.hosts[&h.name];
         let subnet = spec.subnet(&h.subnet);
         let peer = format!("v-{}", h.name);
-        ip(&["-n", r, "link", "add", &peer, "type", "veth", "peer", "name", "eth0", "netns", ns])?;
-        ip(&["-n", r, "link", "set", &peer, "master", &format!("br-{}", subnet.name), "up"])?;
-        ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        ip(&["-n", ns, "addr", "add", &format!("{}/{}", h.addr, subnet.net.prefix_len()), "dev", "eth0"])?;
-        ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+        ip(record, &["-n", r, "link", "add", &peer, "type", "veth", "peer", "name", "eth0", "netns", ns])?;
+        ip(record, &["-n", r, "link", "set", &peer, "master", &format!("br-{}", subnet.name), "up"])?;
+        ip(record, &["-n", ns, "link", "set", "lo", "up"])?;
+        ip(record, &["-n", ns, "addr", "add", &format!("{}/{}", h.addr, subnet.net.prefix_len()), "dev", "eth0"])?;
+        ip(record, &["-n", ns, "link", "set", "eth0", "up"])?;
         // No default route: a host reaches only the lab's subnets, so anything aimed elsewhere
         // (tailscale's bootstrap DNS tries public DERP servers when a dial fails) fails at
         // once with "network unreachable", before a packet exists.
         for other in spec.subnets.iter().filter(|o| o.name != subnet.name) {
-            ip(&["-n", ns, "route", "add", &other.net.to_string(), "via", &subnet.router.to_string()])?;
+            ip(record, &["-n", ns, "route", "add", &other.net.to_string(), "via", &subnet.router.to_string()])?;
         }
-        make_host_filesystem(record, &h.name, lab_dir, etc_files)?;
+        make_host_filesystem(record, &h.name, lab_dir, etc_files, lifetime)?;
     }
     Ok(())
 }
@@ -151,7 +216,13 @@ fn host_dir(lab_dir: &Path, host: &str) -> PathBuf {
 /// Pin a mount and a UTS namespace for the host: /etc becomes an overlay whose writes land in
 /// the host's folder, /run is its own (sockets, pid files at their usual paths), /sys shows
 /// the host's own interfaces, the hostname is the host's name.
-fn make_host_filesystem(record: &NetnsRecord, host: &str, lab_dir: &Path, etc_files: &[(&str, String)]) -> Result<()> {
+fn make_host_filesystem(
+    record: &NetnsRecord,
+    host: &str,
+    lab_dir: &Path,
+    etc_files: &[(&str, String)],
+    lifetime: Lifetime,
+) -> Result<()> {
     let dir = host_dir(lab_dir, host);
     let upper = dir.join("etc");
     let work = dir.join("etc-work");
@@ -162,9 +233,6 @@ fn make_host_filesystem(record: &NetnsRecord, host: &str, lab_dir: &Path, etc_fi
         std::fs::write(upper.join(name), contents)?;
     }
     std::fs::write(upper.join("hostname"), format!("{host}\n"))?;
-    let (mnt, uts) = (pinned(&record.ns_dir, host, "mnt"), pinned(&record.ns_dir, host, "uts"));
-    std::fs::write(&mnt, "")?;
-    std::fs::write(&uts, "")?;
     for path in [&upper, &work] {
         let shown = path.display().to_string();
         if shown.contains([',', ':', '\\']) {
@@ -174,13 +242,61 @@ fn make_host_filesystem(record: &NetnsRecord, host: &str, lab_dir: &Path, etc_fi
     // The new mount namespace starts as a copy of this one, with every pinned namespace of
     // every lab on the machine (/run/netns/*, the labs' ns/ files) mounted in it: copies that
     // would keep those namespaces alive after their owners delete them. They go first.
+    // (In a user namespace the copies of root's labs are locked and stay; they follow root's
+    // deletions instead, by slave propagation.)
     let setup = r#"findmnt -rn -t nsfs -o TARGET | sort -r | while read -r t; do umount -l "$(printf '%b' "$t")"; done
 hostname "$1" && mount -t sysfs sysfs /sys && mount -t tmpfs -o mode=755 tmpfs /run &&
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$2,workdir=$3" /etc"#;
     let (upper, work) = (upper.display().to_string(), work.display().to_string());
+    let net = format!("--net=/run/netns/{}", record.hosts[host]);
+    let context = || format!("giving {host} its own /etc, /sys and hostname");
+    if record.holder.is_some() {
+        // As a normal user a process holds them: the kernel may refuse to pin a mount
+        // namespace in one made after it (it compares their ids, which are not made in order
+        // across CPUs), and a user namespace's oldest mount namespace is the holder's own.
+        let script = format!("{setup} || exit 1\necho ready\nexec sleep infinity");
+        let argv = [
+            "nsenter",
+            &net,
+            "unshare",
+            "--mount",
+            "--uts",
+            "--propagation",
+            "slave",
+            "bash",
+            "-c",
+            &script,
+            "bash",
+            host,
+            &upper,
+            &work,
+        ];
+        let log = dir.join("logs").join("namespaces.log");
+        let log_file = std::fs::File::create(&log)?;
+        let mut cmd = record.command(&argv)?;
+        cmd.stdin(std::process::Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file);
+        let (child, id) = record.spawn(cmd, lifetime).with_context(context)?;
+        userns::keep(child);
+        let id = id.ok_or_else(|| anyhow::anyhow!("it exited at once: {}", std::fs::read_to_string(&log).unwrap_or_default()));
+        let id = id.with_context(context)?;
+        crate::poll::until(&format!("{host}'s namespaces"), budget::command(), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            match (text.lines().any(|l| l == "ready"), id.alive()) {
+                (true, _) => Ok(()),
+                (false, true) => bail!("not ready yet"),
+                (false, false) => Err(crate::poll::Hopeless(format!("it exited: {}", text.trim())).into()),
+            }
+        })
+        .with_context(context)?;
+        std::fs::write(host_namespaces_file(&dir), serde_json::to_vec(&id)?)?;
+        return Ok(());
+    }
+    let (mnt, uts) = (pinned(&record.ns_dir, host, "mnt"), pinned(&record.ns_dir, host, "uts"));
+    std::fs::write(&mnt, "")?;
+    std::fs::write(&uts, "")?;
     let argv = [
         "nsenter",
-        &format!("--net=/run/netns/{}", record.hosts[host]),
+        &net,
         "unshare",
         &format!("--mount={}", mnt.display()),
         &format!("--uts={}", uts.display()),
@@ -194,22 +310,28 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$2,workdir=$3" /etc"#;
         &upper,
         &work,
     ];
-    exec::local(&argv, budget::command())?.check().with_context(|| format!("giving {host} its own /etc, /sys and hostname"))?;
+    lab_command(record, &argv).with_context(context)?;
     Ok(())
 }
 
-fn in_namespace(ns: &str, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+/// As a normal user: the process holding a host's namespaces (`namespaces.json` in its folder).
+fn host_namespaces_file(host_dir: &Path) -> PathBuf {
+    host_dir.join("namespaces.json")
+}
+
+fn in_namespace(record: &NetnsRecord, ns: &str, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
     let net = format!("--net=/run/netns/{ns}");
     let mut full = vec!["nsenter", net.as_str(), "--"];
     full.extend_from_slice(argv);
-    let mut cmd = Command::new(full[0]);
-    cmd.args(&full[1..]);
-    exec::run(ns, &exec::display_argv(argv), cmd, stdin, budget::command())?.check()
+    exec::run(ns, &exec::display_argv(argv), record.command(&full)?, stdin, budget::command())?.check()
 }
 
 /// Remove everything of a lab from its record, whoever made it and whatever state it is in:
 /// its processes, pinned namespaces, mounts and network namespaces. Missing pieces are fine.
 pub fn teardown(record: &NetnsRecord, lab_dir: &Path) -> Result<()> {
+    if let Some(holder) = &record.holder {
+        return teardown_user_namespace(record, holder, lab_dir);
+    }
     let mut problems = Vec::new();
     for host in record.hosts.keys() {
         for (_, id) in recorded_services(&host_dir(lab_dir, host)) {
@@ -218,9 +340,7 @@ pub fn teardown(record: &NetnsRecord, lab_dir: &Path) -> Result<()> {
     }
     // Anything else still running inside the lab's namespaces (a command cut off by its time
     // limit, a shell) is ours by construction: it lives in a namespace of this run.
-    let inodes: Vec<u64> =
-        record.all_namespaces().filter_map(|ns| std::fs::metadata(format!("/run/netns/{ns}")).ok().map(|m| m.ino())).collect();
-    for id in processes_in_namespaces(&inodes) {
+    for id in processes_in_namespaces(&record.netns_inodes()) {
         id.terminate(budget::stop());
     }
     for file in record.all_pinned().filter(|f| f.exists()) {
@@ -236,7 +356,7 @@ pub fn teardown(record: &NetnsRecord, lab_dir: &Path) -> Result<()> {
     }
     for ns in record.all_namespaces() {
         if Path::new("/run/netns").join(ns).exists() {
-            if let Err(e) = ip(&["netns", "del", ns]) {
+            if let Err(e) = ip(record, &["netns", "del", ns]) {
                 problems.push(format!("{e:#}"));
             }
         }
@@ -248,28 +368,81 @@ pub fn teardown(record: &NetnsRecord, lab_dir: &Path) -> Result<()> {
     }
 }
 
+/// A lab in a user namespace: its services are asked to stop (SIGTERM: tailscaled logs off
+/// cleanly), then its holder is killed, and every process and namespace of the lab with it.
+/// Only processes inside the lab's user namespace are signalled, whatever its record says.
+fn teardown_user_namespace(record: &NetnsRecord, holder: &Holder, lab_dir: &Path) -> Result<()> {
+    let inodes = record.netns_inodes();
+    if let Some(user_ns) = holder.user_ns_inode() {
+        for host in record.hosts.keys() {
+            for (_, id) in recorded_services(&host_dir(lab_dir, host)) {
+                if user_ns_of(id.pid) == Some(user_ns) {
+                    id.terminate(budget::stop());
+                }
+            }
+        }
+    }
+    holder.stop()?;
+    userns::reap_kept();
+    let deadline = std::time::Instant::now() + budget::stop();
+    loop {
+        let left = processes_in_namespaces(&inodes);
+        if left.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            let pids: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
+            bail!("tearing down the lab left processes in its namespaces: {}", pids.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn user_ns_of(pid: u32) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/user")).ok().map(|m| m.ino())
+}
+
 /// The same removal as [`teardown`], as a shell script run by a watchdog process once `owner`
 /// has exited: kill what runs in the lab's namespaces, unmount the pinned ones, delete them,
 /// drop the index entry. Every name in it is this run's own.
 pub fn watchdog_script(record: &NetnsRecord, owner: u32, index_entry: &Path) -> String {
     let quote = |s: &str| exec::display_argv(&[s]);
+    let index = quote(&index_entry.display().to_string());
+    let index_dir = quote(&index_entry.parent().unwrap_or(Path::new("/")).display().to_string());
+    let wait = format!("tail --pid={owner} -f /dev/null\necho \"owner {owner} gone at $(date -u +%FT%TZ): removing its lab\"\n");
+    if let Some(h) = &record.holder {
+        // Its holder dies with the owner already; should it not have, it is killed here, by
+        // pid and start time (a pid reused since is not touched), and the lab with it.
+        return format!(
+            "{wait}\
+             start_of() {{ sed 's/.*) //' \"/proc/$1/stat\" 2>/dev/null | cut -d' ' -f20; }}\n\
+             [ \"$(start_of {ip})\" = {is} ] && kill -9 {ip}\n\
+             sleep 0.2\n\
+             [ \"$(start_of {up})\" = {us} ] && kill -9 {up}\n\
+             rm -f {index}\n\
+             rmdir {index_dir} 2>/dev/null\n\
+             echo done\n",
+            ip = h.init.pid,
+            is = h.init.start,
+            up = h.unshare.pid,
+            us = h.unshare.start,
+        );
+    }
     let namespaces: Vec<String> = record.all_namespaces().map(|n| quote(n)).collect();
     let pinned: Vec<String> = record.all_pinned().map(|f| quote(&f.display().to_string())).collect();
     format!(
-        "tail --pid={owner} -f /dev/null\n\
-         echo \"owner {owner} gone at $(date -u +%FT%TZ): removing its lab\"\n\
+        "{wait}\
          for ns in {ns}; do ip netns pids \"$ns\" 2>/dev/null | xargs -r kill -9; done\n\
          sleep 0.2\n\
          for f in {pinned}; do umount -l \"$f\" 2>/dev/null; done\n\
          umount -l {ns_dir} 2>/dev/null\n\
          for ns in {ns}; do ip netns del \"$ns\" 2>/dev/null; done\n\
          rm -f {index}\n\
-         rmdir /run/mesh-lab 2>/dev/null\n\
+         rmdir {index_dir} 2>/dev/null\n\
          echo done\n",
         ns = namespaces.join(" "),
         pinned = pinned.join(" "),
         ns_dir = quote(&record.ns_dir.display().to_string()),
-        index = quote(&index_entry.display().to_string()),
     )
 }
 
@@ -311,12 +484,11 @@ fn processes_in_namespaces(inodes: &[u64]) -> Vec<ProcessId> {
     if inodes.is_empty() {
         return Vec::new();
     }
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    process::all_pids()
+        .into_iter()
         .filter(|pid| std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| inodes.contains(&m.ino())).unwrap_or(false))
         .filter_map(ProcessId::of)
+        .filter(ProcessId::alive)
         .collect()
 }
 

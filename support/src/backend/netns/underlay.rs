@@ -3,12 +3,12 @@
 use super::{in_namespace, ip, NetnsRecord};
 use crate::backend::{Capture, Captured, Underlay};
 use crate::exec::{self, Output};
-use crate::process::{self, Lifetime, ProcessId};
+use crate::process::{Lifetime, ProcessId};
 use crate::spec::LabSpec;
 use crate::{budget, say};
 use anyhow::{anyhow, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 /// UDP between the subnets dropped, STUN to and from the server kept: a firewall that forces
 /// DERP. A table of its own, ahead of the router's, so removing it restores the router as it was.
@@ -31,6 +31,7 @@ fn block_ruleset(spec: &LabSpec) -> String {
 
 /// The router and links of a netns lab.
 pub struct NetnsUnderlay {
+    record: NetnsRecord,
     router: String,
     spec: LabSpec,
     captures: PathBuf,
@@ -38,17 +39,24 @@ pub struct NetnsUnderlay {
 
 impl NetnsUnderlay {
     pub fn new(record: &NetnsRecord, spec: &LabSpec, lab_dir: &Path) -> NetnsUnderlay {
-        NetnsUnderlay { router: record.router.clone(), spec: spec.clone(), captures: lab_dir.join("captures") }
+        NetnsUnderlay {
+            record: record.clone(),
+            router: record.router.clone(),
+            spec: spec.clone(),
+            captures: lab_dir.join("captures"),
+        }
     }
 }
 
 impl Underlay for NetnsUnderlay {
     fn block_udp_between_subnets(&self, blocked: bool) -> Result<()> {
-        let tables = in_namespace(&self.router, &["nft", "list", "tables"], None)?.stdout;
+        let tables = in_namespace(&self.record, &self.router, &["nft", "list", "tables"], None)?.stdout;
         let present = tables.lines().any(|l| l.trim() == format!("table ip {BLOCK_TABLE}"));
         match (blocked, present) {
-            (true, false) => in_namespace(&self.router, &["nft", "-f", "-"], Some(block_ruleset(&self.spec).as_bytes()))?,
-            (false, true) => in_namespace(&self.router, &["nft", "delete", "table", "ip", BLOCK_TABLE], None)?,
+            (true, false) => {
+                in_namespace(&self.record, &self.router, &["nft", "-f", "-"], Some(block_ruleset(&self.spec).as_bytes()))?
+            }
+            (false, true) => in_namespace(&self.record, &self.router, &["nft", "delete", "table", "ip", BLOCK_TABLE], None)?,
             _ => return Ok(()),
         };
         say!("router: UDP between the subnets {}", if blocked { "blocked (STUN to the server kept)" } else { "allowed again" });
@@ -57,7 +65,7 @@ impl Underlay for NetnsUnderlay {
 
     fn set_link(&self, host: &str, up: bool) -> Result<()> {
         self.spec.host(host)?;
-        ip(&["-n", &self.router, "link", "set", &format!("v-{host}"), if up { "up" } else { "down" }])?;
+        ip(&self.record, &["-n", &self.router, "link", "set", &format!("v-{host}"), if up { "up" } else { "down" }])?;
         say!("{host}: underlay link {}", if up { "up" } else { "down" });
         Ok(())
     }
@@ -67,20 +75,35 @@ impl Underlay for NetnsUnderlay {
         let n = std::fs::read_dir(&self.captures)?.count();
         let path = self.captures.join(format!("capture-{n}.pcap"));
         let log = self.captures.join(format!("capture-{n}.log"));
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.router))
-            // Immediate mode: packets still in the kernel's ring when tcpdump is stopped would be
-            // lost. Its ring has a slot per packet sized by the snap length: the default 256 KiB
-            // leaves a handful of slots, and a busy CPU overflows them. 2 KiB holds any packet
-            // of this lab (MTU 1500) whole; 32 MiB of buffer holds thousands.
-            .args(["tcpdump", "-i", "any", "--immediate-mode", "-s", "2048", "-B", "32768", "-U", "-nn", "-Z", "root", "-w"])
-            .arg(&path)
-            .arg(filter)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?);
-        let child = process::spawn_service(cmd, Lifetime::WithOwner)?;
-        let id = ProcessId::of(child.id()).ok_or_else(|| anyhow!("tcpdump exited at once; see {}", log.display()))?;
+        let net = format!("--net=/run/netns/{}", self.router);
+        let shown = path.display().to_string();
+        // Immediate mode: packets still in the kernel's ring when tcpdump is stopped would be
+        // lost. Its ring has a slot per packet sized by the snap length: the default 256 KiB
+        // leaves a handful of slots, and a busy CPU overflows them. 2 KiB holds any packet
+        // of this lab (MTU 1500) whole; 32 MiB of buffer holds thousands.
+        let argv = [
+            "nsenter",
+            &net,
+            "tcpdump",
+            "-i",
+            "any",
+            "--immediate-mode",
+            "-s",
+            "2048",
+            "-B",
+            "32768",
+            "-U",
+            "-nn",
+            "-Z",
+            "root",
+            "-w",
+            &shown,
+            filter,
+        ];
+        let mut cmd = self.record.command(&argv)?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
+        let (child, id) = self.record.spawn(cmd, Lifetime::WithOwner)?;
+        let id = id.ok_or_else(|| anyhow!("tcpdump exited at once; see {}", log.display()))?;
         let capture = NetnsCapture { child, id, path, log };
         crate::poll::until("tcpdump listening in the router", budget::command(), || {
             let text = std::fs::read_to_string(&capture.log).unwrap_or_default();
@@ -96,12 +119,11 @@ impl Underlay for NetnsUnderlay {
     }
 
     fn ruleset(&self) -> Result<String> {
-        Ok(in_namespace(&self.router, &["nft", "list", "ruleset"], None)?.stdout)
+        Ok(in_namespace(&self.record, &self.router, &["nft", "list", "ruleset"], None)?.stdout)
     }
 
     fn router_route_to(&self, address: &str) -> Result<Output> {
-        let mut cmd = Command::new("ip");
-        cmd.args(["-n", &self.router, "route", "get", address]);
+        let cmd = self.record.command(&["ip", "-n", &self.router, "route", "get", address])?;
         exec::run("router", &format!("ip route get {address}"), cmd, None, budget::command())
     }
 }
