@@ -1,10 +1,13 @@
 //! What tests of the harness itself share: taking stock of a live lab, then finding what of it
-//! is still on the machine after it should be gone.
+//! is still on the machine after it should be gone. Labs of root and of a normal user (in a
+//! user namespace) alike.
 
 // Each test file uses part of this module.
 #![allow(dead_code)]
 
+use meshlab::backend::netns::Holder;
 use meshlab::process::ProcessId;
+use meshlab::registry::LabRecord;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -18,12 +21,24 @@ pub struct Snapshot {
     /// being reused, so a process found in it later is surely one the lab left.
     namespaces: Vec<(String, File, u64)>,
     watchdog: Option<ProcessId>,
+    /// A normal user's lab: the holder of its user namespace.
+    holder: Option<Holder>,
+    /// A normal user's lab: the processes holding its hosts' namespaces.
+    host_holders: Vec<(String, ProcessId)>,
+    index_entry: PathBuf,
 }
 
 impl Snapshot {
     pub fn take(run_id: &str, dir: &Path) -> Snapshot {
+        let record = LabRecord::load(dir).ok();
+        let holder = record.as_ref().and_then(|r| r.netns.as_ref()?.holder);
+        // Where the lab's namespaces are named: the machine's /run/netns, or its holder's.
+        let netns_dir = match &holder {
+            Some(h) => h.netns_file(""),
+            None => PathBuf::from("/run/netns"),
+        };
         let prefix = format!("mesh-{run_id}-");
-        let namespaces = std::fs::read_dir("/run/netns")
+        let namespaces = std::fs::read_dir(&netns_dir)
             .into_iter()
             .flatten()
             .flatten()
@@ -34,13 +49,29 @@ impl Snapshot {
                 Some((n, f, ino))
             })
             .collect();
-        let watchdog = meshlab::registry::LabRecord::load(dir).ok().and_then(|r| r.watchdog);
-        Snapshot { run_id: run_id.into(), dir: dir.into(), namespaces, watchdog }
+        let host_holders = std::fs::read_dir(dir.join("hosts"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|h| {
+                let id = serde_json::from_slice(&std::fs::read(h.path().join("namespaces.json")).ok()?).ok()?;
+                Some((h.file_name().to_string_lossy().into_owned(), id))
+            })
+            .collect();
+        Snapshot {
+            run_id: run_id.into(),
+            dir: dir.into(),
+            namespaces,
+            watchdog: record.as_ref().and_then(|r| r.watchdog),
+            holder,
+            host_holders,
+            index_entry: record.map(|r| r.index_entry()).unwrap_or_else(|| Path::new("/run/mesh-lab").join(run_id)),
+        }
     }
 
     /// Every piece of the lab still on this machine: namespaces by name, mounts under its
-    /// folder, processes in its namespaces or recorded as its services, its watchdog, its index
-    /// entry.
+    /// folder, processes in its namespaces or recorded as its services, its watchdog, the
+    /// holders of its user namespace, its index entry.
     pub fn leftovers(&self) -> Vec<String> {
         let mut left = Vec::new();
         let prefix = format!("mesh-{}-", self.run_id);
@@ -51,13 +82,10 @@ impl Snapshot {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         left.extend(mounts.lines().filter(|l| l.contains(&dir)).map(|l| format!("mount {l}")));
         let inodes: Vec<u64> = self.namespaces.iter().map(|(_, _, ino)| *ino).collect();
-        for pid in
-            std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        {
-            if std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| inodes.contains(&m.ino())).unwrap_or(false) {
-                if ProcessId::of(pid).is_some_and(|p| p.alive()) {
-                    left.push(format!("process {pid} in a namespace of the lab"));
-                }
+        for pid in meshlab::process::all_pids() {
+            let in_lab = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| inodes.contains(&m.ino())).unwrap_or(false);
+            if in_lab && ProcessId::of(pid).is_some_and(|p| p.alive()) {
+                left.push(format!("process {pid} in a namespace of the lab"));
             }
         }
         for services in
@@ -74,8 +102,18 @@ impl Snapshot {
         if let Some(w) = self.watchdog.filter(ProcessId::alive) {
             left.push(format!("watchdog {}", w.pid));
         }
-        if Path::new("/run/mesh-lab").join(&self.run_id).exists() {
-            left.push("index entry".into());
+        if let Some(h) = &self.holder {
+            for (what, id) in [("init", h.init), ("unshare", h.unshare)] {
+                if id.alive() {
+                    left.push(format!("holder of the user namespace: {what} {}", id.pid));
+                }
+            }
+        }
+        for (host, id) in self.host_holders.iter().filter(|(_, id)| id.alive()) {
+            left.push(format!("holder of {host}'s namespaces: {}", id.pid));
+        }
+        if self.index_entry.exists() {
+            left.push(format!("index entry {}", self.index_entry.display()));
         }
         left
     }

@@ -251,6 +251,11 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$2,workdir=$3" /etc"#;
     let net = format!("--net=/run/netns/{}", record.hosts[host]);
     let context = || format!("giving {host} its own /etc, /sys and hostname");
     if record.holder.is_some() {
+        // The machine's /etc belongs to a user the lab's namespace does not know, and the
+        // namespace's root may not write into a folder of such a user (as nginx's config is
+        // written into /etc/nginx): each first-level folder gets its copy in the host's own
+        // layer, which the overlay merges with the machine's, and which is the host's root's.
+        own_first_level_folders(Path::new("/etc"), Path::new(&upper))?;
         // As a normal user a process holds them: the kernel may refuse to pin a mount
         // namespace in one made after it (it compares their ids, which are not made in order
         // across CPUs), and a user namespace's oldest mount namespace is the holder's own.
@@ -311,6 +316,20 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$2,workdir=$3" /etc"#;
         &work,
     ];
     lab_command(record, &argv).with_context(context)?;
+    Ok(())
+}
+
+/// A folder in `upper` for each folder directly in `lower`, with its mode, where none is yet.
+fn own_first_level_folders(lower: &Path, upper: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(lower)?.flatten() {
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
+        let copy = upper.join(entry.file_name());
+        if meta.is_dir() && !copy.exists() {
+            std::fs::create_dir(&copy)?;
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
+    }
     Ok(())
 }
 

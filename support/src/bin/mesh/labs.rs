@@ -72,6 +72,10 @@ pub fn down(name: Option<String>, all: bool) -> Result<ExitCode> {
         removed.push(record.run_id);
     }
     removed.extend(registry::remove_unrecorded_namespaces(&[]));
+    // Labs in user namespaces that no record of ours lists: a normal user's own; for root,
+    // every user's (their records are theirs, so they are found by their holders alone).
+    let uid = unsafe { libc::geteuid() };
+    removed.extend(registry::remove_unrecorded_holders(&[], (uid != 0).then_some(uid)));
     if removed.is_empty() {
         println!("no labs of this tool on this machine");
     } else {
@@ -81,18 +85,23 @@ pub fn down(name: Option<String>, all: bool) -> Result<ExitCode> {
 }
 
 pub fn status() -> Result<ExitCode> {
-    let labs = registry::indexed();
+    // Root also sees normal users' labs (which `cargo mesh down --all` removes too).
+    let labs: Vec<LabRecord> = registry::indexed().into_iter().chain(registry::indexed_by_other_users()).collect();
     if labs.is_empty() {
         println!("no labs running");
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![vec!["lab".to_string(), "backend".into(), "kept by".into(), "hosts".into(), "folder".into()]];
     for r in &labs {
-        let owner = match r.lifetime {
+        let mut owner = match r.lifetime {
             Lifetime::Detached => "cargo mesh down".to_string(),
             Lifetime::WithOwner if r.owner.alive() => format!("process {}", r.owner.pid),
             Lifetime::WithOwner => format!("nobody (process {} is gone)", r.owner.pid),
         };
+        if r.netns.as_ref().is_some_and(|n| n.holder.is_some()) {
+            let uid = std::fs::metadata(r.dir.join("lab.json")).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(0);
+            owner += &format!(", user {uid} (in a user namespace)");
+        }
         let hosts = r.spec.hosts.iter().map(|h| format!("{} {}", h.name, h.addr)).collect::<Vec<_>>().join(", ");
         rows.push(vec![r.run_id.clone(), r.backend.name().into(), owner, hosts, r.dir.display().to_string()]);
     }
