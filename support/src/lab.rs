@@ -55,6 +55,7 @@ impl Lab {
         let started = Instant::now();
         budget::set_backend_scale(options.backend.time_scale());
         prereq::ensure(options.backend)?;
+        registry::ensure_labs_dir()?;
         let tools = Tools::resolve()?;
         registry::reclaim_abandoned();
         let (run_id, dir) = registry::claim_run_id()?;

@@ -86,8 +86,7 @@ impl LabRecord {
 /// A run id no lab on this machine has, with its new, empty folder: made by creating the
 /// folder, which fails if it exists, and checked against the namespaces present.
 pub(crate) fn claim_run_id() -> Result<(String, PathBuf)> {
-    let labs = paths::labs_dir();
-    std::fs::create_dir_all(&labs).with_context(|| format!("creating {}", labs.display()))?;
+    let labs = ensure_labs_dir()?;
     // Ids in use: root's namespaces, the labs in user namespaces on this machine, the index.
     let mut in_use: Vec<String> = netns::namespaces_of_this_tool().into_keys().collect();
     in_use.extend(netns::userns::unrecorded(&[], None).into_iter().map(|(id, _)| id));
@@ -101,6 +100,22 @@ pub(crate) fn claim_run_id() -> Result<(String, PathBuf)> {
         }
     }
     anyhow::bail!("could not find a free run id in {}: remove old labs' folders", labs.display())
+}
+
+/// The folder labs are kept in, made if need be and checked writable.
+pub(crate) fn ensure_labs_dir() -> Result<PathBuf> {
+    let labs = paths::labs_dir();
+    std::fs::create_dir_all(&labs).and_then(|_| tempfile_probe(&labs)).with_context(|| {
+        format!("the labs' folder {} is not writable: set MESH_STATE_DIR to a folder you can write", labs.display())
+    })?;
+    Ok(labs)
+}
+
+/// Whether files can be made in `dir` (a folder may exist and still be someone else's).
+fn tempfile_probe(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(probe)
 }
 
 fn new_run_id() -> Result<String> {

@@ -33,8 +33,9 @@ pub struct Holder {
 
 /// What the holder runs: a /proc of the lab's PID namespace (programs in it find themselves
 /// there by their own pid), the lab's own /run, then nothing, for as long as it lives.
-const HOLDER_SCRIPT: &str =
-    "mount -t proc proc /proc && mount -t tmpfs -o mode=755 tmpfs /run && mkdir /run/netns || exit 1\nwhile :; do sleep 3600; done";
+const HOLDER_SCRIPT: &str = "mount -t proc proc /proc && mount -t tmpfs -o mode=755 tmpfs /run && mkdir /run/netns || exit 1
+echo ready
+while :; do sleep 3600; done";
 
 /// The last argument of a holder's command line: names it by run, for finding holders whose
 /// record is lost.
@@ -60,7 +61,8 @@ impl Holder {
                 return Err(poll::Hopeless(holder_failed(log, "unshare exited").to_string()).into());
             }
             let init = process::children_of(unshare.pid).into_iter().next().ok_or_else(|| anyhow!("no init process yet"))?;
-            if !Path::new(&format!("/proc/{}/root/run/netns", init.pid)).is_dir() {
+            // Its own /run is mounted once it says so (before, /run is the machine's).
+            if !std::fs::read_to_string(log).unwrap_or_default().lines().any(|l| l == "ready") {
                 bail!("its /run is not mounted yet");
             }
             Ok(init)
