@@ -243,7 +243,13 @@ pub fn reclaim_abandoned() -> Vec<String> {
             Err(e) => say!("could not remove lab {}: {e:#}", record.run_id),
         }
     }
-    let known: Vec<String> = indexed().iter().map(|r| r.run_id.clone()).collect();
+    // Every run the index lists, also one whose record this version cannot read (a lab of
+    // another version of the tool, running at the same time): its namespaces are not unrecorded.
+    let known: Vec<String> = paths::index_dirs()
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
     removed.extend(remove_unrecorded_namespaces(&known));
     // A normal user's own holders only: another user's lab is listed in that user's index.
     removed.extend(remove_unrecorded_holders(&known, Some(unsafe { libc::geteuid() })));
