@@ -90,8 +90,8 @@ fn the_underlay_never_carries_mesh_traffic_in_plaintext() -> Result<()> {
     let capture = lab.underlay().capture("tcp or udp")?;
     let mesh_sink = Running::start(c2, "mesh-sink", &["nc", "-lk", &c2_tailnet, "7777"])?;
     let plain_sink = Running::start(c1, "plain-sink", &["nc", "-lk", &c1_underlay, "7778"])?;
-    sockets::await_listening(c2, "mesh-sink", 7777, &[c2_tailnet.clone()])?;
-    sockets::await_listening(c1, "plain-sink", 7778, &[c1_underlay.clone()])?;
+    sockets::await_listening(c2, "mesh-sink", 7777, std::slice::from_ref(&c2_tailnet))?;
+    sockets::await_listening(c1, "plain-sink", 7778, std::slice::from_ref(&c1_underlay))?;
     let send = |from: &dyn Host, text: &str, ip: &str, port: &str| -> Result<()> {
         from.succeed(&["sh", "-c", &format!("printf '%s\\n' '{text}' | nc -N -w 3 {ip} {port}")])?;
         Ok(())

@@ -37,7 +37,7 @@ fn parse(text: &str) -> Option<PingStats> {
     let (avg, max) = match text.lines().find(|l| l.starts_with("rtt ")) {
         Some(rtt) => {
             let values: Vec<f64> =
-                rtt.split('=').nth(1)?.trim().split_whitespace().next()?.split('/').filter_map(|v| v.parse().ok()).collect();
+                rtt.split('=').nth(1)?.split_whitespace().next()?.split('/').filter_map(|v| v.parse().ok()).collect();
             (ms(*values.get(1)?), ms(*values.get(2)?))
         }
         None => (Duration::ZERO, Duration::ZERO),

@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_service_outlives_the_thread_that_started_it_and_stops_on_terminate() {
-        let child = std::thread::spawn(|| {
+        let mut child = std::thread::spawn(|| {
             let mut cmd = Command::new("sleep");
             cmd.arg("30");
             spawn_service(cmd, Lifetime::WithOwner).unwrap()
@@ -180,5 +180,6 @@ mod tests {
         assert!(id.alive());
         id.terminate(Duration::from_secs(2));
         assert!(!id.alive());
+        let _ = child.wait();
     }
 }

@@ -157,6 +157,12 @@ pub fn run_scenarios(
     Ok(RunOutcome { passed: !failed, scenarios })
 }
 
+impl Default for RunOutcome {
+    fn default() -> RunOutcome {
+        RunOutcome::new()
+    }
+}
+
 impl RunOutcome {
     pub fn new() -> RunOutcome {
         RunOutcome { scenarios: Vec::new(), passed: true }
