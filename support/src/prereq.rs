@@ -126,6 +126,8 @@ pub fn user_namespaces_problem() -> Option<String> {
         "this machine allows no user namespaces (user.max_user_namespaces=0): allow them with `sudo sysctl -w user.max_user_namespaces=15000`".to_string()
     } else if sysctl("kernel.apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
         "AppArmor keeps unprivileged programs from making user namespaces (kernel.apparmor_restrict_unprivileged_userns=1): allow them with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`".to_string()
+    } else if why.contains("No space left on device") {
+        "the limit of user namespaces is reached (user.max_user_namespaces, here or in a namespace this runs in): raise it with `sudo sysctl -w user.max_user_namespaces=15000`".to_string()
     } else {
         "this machine does not let a normal user make one".to_string()
     };

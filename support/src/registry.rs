@@ -269,7 +269,9 @@ pub fn remove_unrecorded_holders(known: &[String], uid: Option<u32>) -> Vec<Stri
         }
         if uid.is_none() {
             for dir in paths::other_users_index_dirs() {
-                let _ = std::fs::remove_file(dir.join(&run_id));
+                if std::fs::remove_file(dir.join(&run_id)).is_ok() {
+                    let _ = std::fs::remove_dir(&dir); // only if empty
+                }
             }
         }
     }
