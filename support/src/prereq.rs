@@ -31,6 +31,17 @@ const NETNS_NEEDS: &[Need] = &[
     Need { command: "ss", package: "iproute2" },
 ];
 
+const VM_NEEDS: &[Need] = &[
+    Need { command: "qemu-system-x86_64", package: "qemu-system-x86" },
+    Need { command: "qemu-img", package: "qemu-utils" },
+    Need { command: "libvirtd", package: "libvirt-daemon-system" },
+    Need { command: "virsh", package: "libvirt-clients" },
+    Need { command: "mmdebstrap", package: "mmdebstrap" },
+    Need { command: "mkfs.ext4", package: "e2fsprogs" },
+    Need { command: "ssh-keygen", package: "openssh-client" },
+    Need { command: "ssh", package: "openssh-client" },
+];
+
 fn have(command: &str) -> bool {
     std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(command).is_file())).unwrap_or(false)
 }
@@ -45,8 +56,10 @@ const POLICY_MARK: &str = "written by the mesh suite during apt-get install";
 /// Make sure everything the backend needs is here, installing what is missing if we can.
 pub fn ensure(backend: BackendKind) -> Result<()> {
     remove_stale_policy();
-    let needs = match backend {
-        BackendKind::Netns => NETNS_NEEDS,
+    let needs: Vec<&Need> = match backend {
+        BackendKind::Netns => NETNS_NEEDS.iter().collect(),
+        // The router is a namespace as in the netns backend; the hosts are VMs.
+        BackendKind::Libvirt => NETNS_NEEDS.iter().chain(VM_NEEDS).collect(),
     };
     if !is_root() {
         bail!(

@@ -71,7 +71,7 @@ pub fn run_id_of_namespace(name: &str) -> Option<&str> {
     (id.len() == crate::registry::RUN_ID_LEN && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
 }
 
-fn ip(args: &[&str]) -> Result<Output> {
+pub(crate) fn ip(args: &[&str]) -> Result<Output> {
     let mut argv = vec!["ip"];
     argv.extend_from_slice(args);
     exec::local(&argv, budget::command())?.check()
@@ -81,18 +81,10 @@ fn ip(args: &[&str]) -> Result<Output> {
 /// host's own /etc. `etc_files` are written into every host's /etc (hosts, resolv.conf …).
 pub fn create(record: &NetnsRecord, spec: &LabSpec, lab_dir: &Path, etc_files: &[(&str, String)]) -> Result<()> {
     let r = record.router.as_str();
-    for ns in record.all_namespaces() {
+    create_router(r, spec)?;
+    for ns in record.hosts.values() {
         ip(&["netns", "add", ns])?;
     }
-    ip(&["-n", r, "link", "set", "lo", "up"])?;
-    for s in &spec.subnets {
-        let br = format!("br-{}", s.name);
-        ip(&["-n", r, "link", "add", &br, "type", "bridge"])?;
-        ip(&["-n", r, "addr", "add", &format!("{}/{}", s.router, s.net.prefix_len()), "dev", &br])?;
-        ip(&["-n", r, "link", "set", &br, "up"])?;
-    }
-    in_namespace(r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"], None)?;
-    in_namespace(r, &["nft", "-f", "-"], Some(router_ruleset(spec).as_bytes()))?;
 
     std::fs::create_dir_all(&record.ns_dir)?;
     // The pinned namespaces must live on a private mount, or the kernel refuses to pin them.
@@ -118,6 +110,49 @@ pub fn create(record: &NetnsRecord, spec: &LabSpec, lab_dir: &Path, etc_files: &
         make_host_filesystem(record, &h.name, lab_dir, etc_files)?;
     }
     Ok(())
+}
+
+/// The router namespace `router`: a bridge a subnet (`br-a`, `br-b`) holding the router's
+/// address on it, forwarding, and the NAT of the masqueraded subnets. Both backends use it:
+/// netns hosts plug into its bridges directly, VMs through an uplink from their libvirt network.
+pub fn create_router(router: &str, spec: &LabSpec) -> Result<()> {
+    ip(&["netns", "add", router])?;
+    ip(&["-n", router, "link", "set", "lo", "up"])?;
+    for s in &spec.subnets {
+        let br = format!("br-{}", s.name);
+        ip(&["-n", router, "link", "add", &br, "type", "bridge"])?;
+        ip(&["-n", router, "addr", "add", &format!("{}/{}", s.router, s.net.prefix_len()), "dev", &br])?;
+        ip(&["-n", router, "link", "set", &br, "up"])?;
+    }
+    in_namespace(router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"], None)?;
+    in_namespace(router, &["nft", "-f", "-"], Some(router_ruleset(spec).as_bytes()))?;
+    Ok(())
+}
+
+/// Delete a namespace of ours, killing whatever still runs in it first.
+pub fn delete_namespace(ns: &str) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(format!("/run/netns/{ns}")) else { return Ok(()) };
+    for id in processes_in_namespaces(&[meta.ino()]) {
+        id.terminate(budget::stop());
+    }
+    ip(&["netns", "del", ns])?;
+    Ok(())
+}
+
+/// A TCP connection made from inside the network namespace `ns`; it stays there once made.
+pub fn connect_from(ns: &str, addr: std::net::SocketAddr, limit: std::time::Duration) -> Result<std::net::TcpStream> {
+    use std::os::fd::AsRawFd;
+    let netns = format!("/run/netns/{ns}");
+    // setns() changes only the calling thread: a short-lived thread enters, connects, ends.
+    std::thread::spawn(move || -> Result<std::net::TcpStream> {
+        let file = std::fs::File::open(&netns).with_context(|| format!("opening {netns}"))?;
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("entering {netns}: {}", std::io::Error::last_os_error());
+        }
+        Ok(std::net::TcpStream::connect_timeout(&addr, limit)?)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the connecting thread panicked"))?
 }
 
 /// The router: forwards B → A (masqueraded) and replies; nothing starts from A into B.
@@ -198,7 +233,7 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$2,workdir=$3" /etc"#;
     Ok(())
 }
 
-fn in_namespace(ns: &str, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+pub(crate) fn in_namespace(ns: &str, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
     let net = format!("--net=/run/netns/{ns}");
     let mut full = vec!["nsenter", net.as_str(), "--"];
     full.extend_from_slice(argv);

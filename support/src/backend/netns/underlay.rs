@@ -38,7 +38,12 @@ pub struct NetnsUnderlay {
 
 impl NetnsUnderlay {
     pub fn new(record: &NetnsRecord, spec: &LabSpec, lab_dir: &Path) -> NetnsUnderlay {
-        NetnsUnderlay { router: record.router.clone(), spec: spec.clone(), captures: lab_dir.join("captures") }
+        NetnsUnderlay::of_router(&record.router, spec, lab_dir)
+    }
+
+    /// The underlay around the router namespace `router`, whichever backend made its hosts.
+    pub fn of_router(router: &str, spec: &LabSpec, lab_dir: &Path) -> NetnsUnderlay {
+        NetnsUnderlay { router: router.to_string(), spec: spec.clone(), captures: lab_dir.join("captures") }
     }
 }
 

@@ -72,6 +72,7 @@ pub fn down(name: Option<String>, all: bool) -> Result<ExitCode> {
         removed.push(record.run_id);
     }
     removed.extend(registry::remove_unrecorded_namespaces(&[]));
+    removed.extend(registry::remove_unrecorded_vms(&[]));
     if removed.is_empty() {
         println!("no labs of this tool on this machine");
     } else {
