@@ -27,6 +27,15 @@ pub fn command() -> Duration {
 pub fn network() -> Duration {
     scaled(30.0)
 }
+/// libvirt answering a first connection: it probes QEMU's capabilities (~11 s measured).
+pub fn libvirt_connect() -> Duration {
+    scaled(15.0)
+}
+/// Every VM of a lab from start to answering SSH: ~40 s measured for four under TCG on two
+/// cores (scaled 4× for VMs: 2 minutes).
+pub fn vm_boot() -> Duration {
+    scaled(30.0)
+}
 /// headscale from start to answering its CLI and its TLS port: opens SQLite, writes keys.
 pub fn headscale_ready() -> Duration {
     scaled(30.0)

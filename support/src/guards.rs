@@ -44,7 +44,7 @@ impl<'a> Running<'a> {
 
     /// What the service has printed so far (its log).
     pub fn output(&self) -> String {
-        std::fs::read_to_string(self.host.log_path(&self.service)).unwrap_or_default()
+        self.host.service_log(&self.service)
     }
 }
 

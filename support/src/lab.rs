@@ -2,6 +2,8 @@
 //! on them for real; building it, attaching to it, the clients that join later, teardown.
 //! Its record, and removal from the record alone, are the [`registry`]'s.
 
+#[cfg(feature = "libvirt")]
+use crate::backend::libvirt;
 use crate::backend::netns::{self, NetnsHost, NetnsRecord, NetnsUnderlay};
 use crate::backend::{BackendKind, Host, Underlay};
 use crate::headscale::Headscale;
@@ -29,13 +31,20 @@ pub struct LabOptions {
     pub backend: BackendKind,
     pub spec: LabSpec,
     pub lifetime: Lifetime,
+    /// Where VMs' images come from (the libvirt backend only).
+    pub images: crate::images::ImagesKind,
 }
 
 impl LabOptions {
     /// Backend and subnets from the environment, dying with this process.
     pub fn from_env() -> Result<LabOptions> {
         crate::settings::validate()?;
-        Ok(LabOptions { backend: BackendKind::from_env()?, spec: LabSpec::from_env()?, lifetime: Lifetime::WithOwner })
+        Ok(LabOptions {
+            backend: BackendKind::from_env()?,
+            spec: LabSpec::from_env()?,
+            lifetime: Lifetime::WithOwner,
+            images: crate::images::ImagesKind::from_env()?.0,
+        })
     }
 }
 
@@ -58,6 +67,11 @@ impl Lab {
         registry::ensure_labs_dir()?;
         let tools = Tools::resolve()?;
         registry::reclaim_abandoned();
+        if options.backend == BackendKind::Libvirt {
+            let (images, why) = crate::images::ImagesKind::from_env()?;
+            say!("VM images: {} ({why})", images.name());
+            registry::remove_unrecorded_vms(&registry::indexed().iter().map(|r| r.run_id.clone()).collect::<Vec<_>>());
+        }
         let (run_id, dir) = registry::claim_run_id()?;
         say!(
             "building lab {run_id} on the {} backend (headscale {}, tailscale {}); its files: {}",
@@ -67,7 +81,10 @@ impl Lab {
             dir.display()
         );
         let mut record = LabRecord {
-            netns: Some(NetnsRecord::plan(&run_id, &dir, &options.spec)),
+            netns: (options.backend == BackendKind::Netns).then(|| NetnsRecord::plan(&run_id, &dir, &options.spec)),
+            #[cfg(feature = "libvirt")]
+            libvirt: (options.backend == BackendKind::Libvirt)
+                .then(|| libvirt::LibvirtRecord::plan(&run_id, &dir, &options.spec, options.images)),
             run_id,
             backend: options.backend,
             dir,
@@ -106,13 +123,8 @@ impl Lab {
             record.save()?;
         }
         registry::remove_on_interrupt(&record);
-        let mut lab = Lab {
-            hosts: make_hosts(&record, record.lifetime)?,
-            underlay: make_underlay(&record)?,
-            record,
-            owned: true,
-            torn_down: Mutex::new(false),
-        };
+        let mut lab =
+            Lab { hosts: Vec::new(), underlay: make_underlay(&record)?, record, owned: true, torn_down: Mutex::new(false) };
         // From here the Lab value owns every piece: an error drops it, and Drop tears down.
         let (timings, ips) = lab.provision(started)?;
         lab.record.timings = timings;
@@ -149,18 +161,21 @@ impl Lab {
 
     /// Make the network, start headscale, start and register every client, and wait for the
     /// mesh to converge. Returns each phase's time and the clients' tailnet addresses.
-    fn provision(&self, started: Instant) -> Result<(Timings, BTreeMap<String, Vec<String>>)> {
-        let record = &self.record;
-        let spec = &record.spec;
+    fn provision(&mut self, started: Instant) -> Result<(Timings, BTreeMap<String, Vec<String>>)> {
         let mut timings = Timings::default();
         let phase = Instant::now();
-        match &record.netns {
-            Some(n) => netns::create(n, spec, &record.dir, &etc_files(spec), record.lifetime)?,
-            None => bail!("this lab has no network record"),
-        }
+        self.make_network()?;
+        self.hosts = make_hosts(&self.record, self.record.lifetime)?;
         timings.network = phase.elapsed().as_secs_f64();
+        self.start_mesh(started, timings)
+    }
+
+    /// Start headscale, start and register every client, wait for the mesh to converge.
+    fn start_mesh(&self, started: Instant, mut timings: Timings) -> Result<(Timings, BTreeMap<String, Vec<String>>)> {
+        let record = &self.record;
+        let spec = &record.spec;
         say!(
-            "lab network up in {:.2}s: subnet A {}, subnet B {} behind NAT",
+            "lab hosts and network up in {:.2}s: subnet A {}, subnet B {} behind NAT",
             timings.network,
             spec.subnet("a").net,
             spec.subnet("b").net
@@ -220,6 +235,25 @@ impl Lab {
             timings.converged_since_start
         );
         Ok((timings, ips))
+    }
+
+    /// The backend makes the hosts and their network.
+    fn make_network(&mut self) -> Result<()> {
+        let record = &mut self.record;
+        let files = etc_files(&record.spec);
+        if let Some(n) = &record.netns {
+            return netns::create(n, &record.spec, &record.dir, &files, record.lifetime);
+        }
+        #[cfg(feature = "libvirt")]
+        if let Some(v) = &mut record.libvirt {
+            let versions = libvirt::create(v, &record.spec, &record.dir, &record.tools, &files);
+            // The record learns what the VMs run (acceleration, where their programs are)
+            // even when a VM failed, so that the report and teardown know it.
+            record.save()?;
+            record.tools.versions = versions?;
+            return record.save();
+        }
+        bail!("this lab has no network record")
     }
 
     /// Wait until the mesh is whole: headscale lists every client online, every client sees
@@ -353,8 +387,13 @@ impl Lab {
         Ok(self.host(host)?.shell_argv(&dirs.join(":")))
     }
 
-    /// Where a program is, as the hosts see it. netns hosts share this machine's files.
+    /// Where a program is, as the hosts see it: netns hosts share this machine's files; VMs
+    /// have theirs installed in their image.
     fn program(&self, path: &Path) -> String {
+        #[cfg(feature = "libvirt")]
+        if let (Some(v), Some(file)) = (&self.record.libvirt, path.file_name()) {
+            return format!("{}/{}", v.programs_dir, file.to_string_lossy());
+        }
         path.display().to_string()
     }
 
@@ -383,6 +422,9 @@ impl Lab {
         }
         for host in self.hosts() {
             save(&format!("{}-ip.txt", host.name()), host.run(&["sh", "-c", "ip addr; ip route; ip -6 route"]));
+            if let Some(journal) = host.system_log() {
+                let _ = std::fs::write(dir.join(format!("{}-journal.txt", host.name())), journal);
+            }
         }
         let _ = std::fs::write(dir.join("router-nft.txt"), self.underlay.ruleset().unwrap_or_else(|e| format!("{e:#}")));
         dir
@@ -478,13 +520,30 @@ fn ipv4_of(ips: &[String]) -> Option<&String> {
 }
 
 fn make_underlay(record: &LabRecord) -> Result<Box<dyn Underlay>> {
-    let n = record.netns.as_ref().ok_or_else(|| anyhow!("lab {} has no network record", record.run_id))?;
-    Ok(Box::new(NetnsUnderlay::new(n, &record.spec, &record.dir)))
+    if let Some(n) = &record.netns {
+        return Ok(Box::new(NetnsUnderlay::new(n, &record.spec, &record.dir)));
+    }
+    #[cfg(feature = "libvirt")]
+    if let Some(v) = &record.libvirt {
+        return Ok(Box::new(libvirt::VmUnderlay::new(v, &record.spec, &record.dir)));
+    }
+    bail!("lab {} has no network record", record.run_id)
 }
 
 fn make_hosts(record: &LabRecord, lifetime: Lifetime) -> Result<Vec<Box<dyn Host>>> {
-    let n = record.netns.as_ref().ok_or_else(|| anyhow!("lab {} has no network record", record.run_id))?;
-    record.spec.hosts.iter().map(|h| Ok(Box::new(NetnsHost::new(n, &record.dir, &h.name, lifetime)?) as Box<dyn Host>)).collect()
+    if let Some(n) = &record.netns {
+        return record
+            .spec
+            .hosts
+            .iter()
+            .map(|h| Ok(Box::new(NetnsHost::new(n, &record.dir, &h.name, lifetime)?) as Box<dyn Host>))
+            .collect();
+    }
+    #[cfg(feature = "libvirt")]
+    if let Some(v) = &record.libvirt {
+        return record.spec.hosts.iter().map(|h| Ok(Box::new(libvirt::VmHost::new(v, &h.name)?) as Box<dyn Host>)).collect();
+    }
+    bail!("lab {} has no network record", record.run_id)
 }
 
 /// The files every host's /etc starts with: the server's name resolves by the hosts file, and

@@ -17,6 +17,7 @@ pub mod exec;
 pub mod fixture;
 pub mod guards;
 pub mod headscale;
+pub mod images;
 pub mod lab;
 pub mod paths;
 pub mod ping;

@@ -32,6 +32,17 @@ const NETNS_NEEDS: &[Need] = &[
     Need { command: "ss", package: "iproute2" },
 ];
 
+const VM_NEEDS: &[Need] = &[
+    Need { command: "qemu-system-x86_64", package: "qemu-system-x86" },
+    Need { command: "qemu-img", package: "qemu-utils" },
+    Need { command: "libvirtd", package: "libvirt-daemon-system" },
+    Need { command: "virsh", package: "libvirt-clients" },
+    Need { command: "mmdebstrap", package: "mmdebstrap" },
+    Need { command: "mkfs.ext4", package: "e2fsprogs" },
+    Need { command: "ssh-keygen", package: "openssh-client" },
+    Need { command: "ssh", package: "openssh-client" },
+];
+
 /// The PATH the lab's commands are looked up in: this process's, with the system directories
 /// a normal user's PATH may lack (`nft`, `sysctl` and `nginx` live in /usr/sbin).
 pub fn search_path() -> std::ffi::OsString {
@@ -58,11 +69,16 @@ const POLICY_MARK: &str = "written by the mesh suite during apt-get install";
 
 /// Make sure everything the backend needs is here, installing what is missing if we can.
 pub fn ensure(backend: BackendKind) -> Result<()> {
-    let needs = match backend {
-        BackendKind::Netns => NETNS_NEEDS,
+    let needs: Vec<&Need> = match backend {
+        BackendKind::Netns => NETNS_NEEDS.iter().collect(),
+        // The router is a namespace as in the netns backend; the hosts are VMs.
+        BackendKind::Libvirt => NETNS_NEEDS.iter().chain(VM_NEEDS).collect(),
     };
+    if !is_root() && backend == BackendKind::Libvirt {
+        bail!("the libvirt backend needs root: its router is a network namespace of this machine and its VMs are qemu:///system's (run as root, or use MESH_BACKEND=netns)");
+    }
     if !is_root() {
-        return ensure_unprivileged(backend, needs);
+        return ensure_unprivileged(backend, &needs);
     }
     remove_stale_policy();
     let mut missing: Vec<&str> = needs.iter().filter(|n| !have(n.command)).map(|n| n.package).collect();
@@ -83,8 +99,8 @@ pub fn ensure(backend: BackendKind) -> Result<()> {
 /// As a normal user nothing can be installed: name what is missing and the command that adds
 /// it; then check that a lab can live in a user namespace here, and that tailscaled can open
 /// a TUN device.
-fn ensure_unprivileged(backend: BackendKind, needs: &[Need]) -> Result<()> {
-    let missing: Vec<&Need> = needs.iter().filter(|n| !have(n.command)).collect();
+fn ensure_unprivileged(backend: BackendKind, needs: &[&Need]) -> Result<()> {
+    let missing: Vec<&&Need> = needs.iter().filter(|n| !have(n.command)).collect();
     if !missing.is_empty() {
         let mut packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
         packages.dedup();

@@ -31,6 +31,10 @@ pub struct LabRecord {
     pub spec: LabSpec,
     pub tools: Tools,
     pub netns: Option<NetnsRecord>,
+    /// The VMs, networks and router of a libvirt lab.
+    #[cfg(feature = "libvirt")]
+    #[serde(default)]
+    pub libvirt: Option<crate::backend::libvirt::LibvirtRecord>,
     /// Client name → its tailnet addresses, IPv4 first.
     pub tailnet_ips: BTreeMap<String, Vec<String>>,
     pub timings: Timings,
@@ -162,13 +166,24 @@ pub(crate) fn remove_on_interrupt(record: &LabRecord) {
 /// and then removes what is left (after SIGKILL nothing in-process runs). A complete teardown
 /// stops it. Its output goes to `watchdog.log` in the lab's folder.
 pub(crate) fn spawn_watchdog(record: &LabRecord) -> Result<ProcessId> {
-    let Some(n) = &record.netns else { anyhow::bail!("lab {} has no network record", record.run_id) };
-    let script = netns::watchdog_script(n, record.owner.pid, &record.index_entry());
+    let script = watchdog_script(record)?;
     let log = std::fs::File::create(record.dir.join("watchdog.log"))?;
     let mut cmd = std::process::Command::new("sh");
     cmd.args(["-c", &script]).stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
     let child = crate::process::spawn_service(cmd, Lifetime::Detached)?;
     ProcessId::of(child.id()).context("the watchdog exited at once")
+}
+
+fn watchdog_script(record: &LabRecord) -> Result<String> {
+    let index = record.index_entry();
+    if let Some(n) = &record.netns {
+        return Ok(netns::watchdog_script(n, record.owner.pid, &index));
+    }
+    #[cfg(feature = "libvirt")]
+    if let Some(v) = &record.libvirt {
+        return Ok(crate::backend::libvirt::watchdog_script(v, record.owner.pid, &index));
+    }
+    anyhow::bail!("lab {} has no network record", record.run_id)
 }
 
 fn stop_watchdog(record: &LabRecord) {
@@ -200,6 +215,10 @@ fn remove_all_but_watchdog(record: &LabRecord) -> Result<()> {
     forget_on_interrupt(record);
     if let Some(n) = &record.netns {
         netns::teardown(n, &record.dir)?;
+    }
+    #[cfg(feature = "libvirt")]
+    if let Some(v) = &record.libvirt {
+        crate::backend::libvirt::teardown(v)?;
     }
     let mut done = record.clone();
     done.torn_down = true;
@@ -276,6 +295,18 @@ pub fn remove_unrecorded_holders(known: &[String], uid: Option<u32>) -> Vec<Stri
         }
     }
     removed
+}
+
+/// VMs and libvirt networks named like ours whose run has no live record (a build killed
+/// before its record knew them, a watchdog killed too). Asks libvirt only if it runs.
+pub fn remove_unrecorded_vms(known: &[String]) -> Vec<String> {
+    #[cfg(feature = "libvirt")]
+    return crate::backend::libvirt::remove_unrecorded(known);
+    #[cfg(not(feature = "libvirt"))]
+    {
+        let _ = known;
+        Vec::new()
+    }
 }
 
 /// Namespaces named like ours whose run has no live record: remove them with whatever runs in

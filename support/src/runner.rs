@@ -34,8 +34,11 @@ fn workspace_root() -> PathBuf {
 pub fn build_test_binaries() -> Result<Vec<TestBinary>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     say!("building the scenario tests (cargo test --no-run) …");
+    // The tests get the backends this harness was built with.
+    let features: &[&str] = if cfg!(feature = "libvirt") { &["--features", "libvirt"] } else { &[] };
     let out = Command::new(&cargo)
         .args(["test", "--no-run", "--tests", "--package", "headscale-mesh-suite", "--message-format=json-render-diagnostics"])
+        .args(features)
         .current_dir(workspace_root())
         .stderr(Stdio::inherit())
         .output()

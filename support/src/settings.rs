@@ -22,6 +22,17 @@ pub fn validate() -> Result<()> {
         }
     }
     crate::budget::soak()?;
+    crate::images::ImagesKind::from_env()?;
+    if let Ok(v) = std::env::var("MESH_ACCEL") {
+        if !matches!(v.trim(), "" | "auto" | "tcg") {
+            bail!("MESH_ACCEL={v:?} is not an accelerator choice: use tcg (force QEMU's emulation) or auto (KVM where it truly works)");
+        }
+    }
+    if let Ok(v) = std::env::var("MESH_LIBVIRT_URI") {
+        if !v.contains(":///") && !v.contains("://") {
+            bail!("MESH_LIBVIRT_URI={v:?} is not a libvirt URI: use e.g. qemu:///system (the default)");
+        }
+    }
     Ok(())
 }
 

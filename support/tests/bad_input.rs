@@ -119,6 +119,9 @@ fn bad_tuning_values_are_refused_naming_what_they_take() {
         ("MESH_SOAK", "forever", "10s, 15m or 1h"),
         ("MESH_VERBOSE", "yes", "set it to 1"),
         ("MESH_ALLOW_VERSION_MISMATCH", "true", "set it to 1"),
+        ("MESH_IMAGES", "ubuntu", "debian, nix"),
+        ("MESH_ACCEL", "kvm-please", "tcg"),
+        ("MESH_LIBVIRT_URI", "localhost", "qemu:///system"),
     ] {
         let out = mesh(&["up"], &[(var, value)]);
         assert_refused(&out, &[var, value, says], &before);

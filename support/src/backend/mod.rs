@@ -1,6 +1,8 @@
 //! One host abstraction, several ways to make hosts. Scenarios and the mesh layer see only
 //! [`Host`]; which backend made it is the lab's business.
 
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 pub mod netns;
 
 use crate::exec::Output;
@@ -32,6 +34,17 @@ pub trait Host: Send + Sync {
 
     /// Where a service's log is kept on this machine.
     fn log_path(&self, service: &str) -> PathBuf;
+
+    /// What a service has printed so far; also brings [`Host::log_path`] up to date.
+    fn service_log(&self, service: &str) -> String {
+        std::fs::read_to_string(self.log_path(service)).unwrap_or_default()
+    }
+
+    /// The host's own system log (a VM's journal since boot), for the artifacts of a failed
+    /// run; `None` where the host has none of its own (a namespace shares this machine's).
+    fn system_log(&self) -> Option<String> {
+        None
+    }
 
     /// A directory inside the host for its services' state, kept across service restarts.
     fn state_dir(&self) -> String;
@@ -75,7 +88,7 @@ impl dyn Host + '_ {
         if self.service_running(service) {
             return Ok(());
         }
-        let log = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
+        let log = self.service_log(service);
         Err(crate::poll::Hopeless(format!(
             "{service} on {} exited; its log ({}) ends:\n    {}",
             self.name(),
@@ -136,16 +149,24 @@ pub struct Captured {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
+    /// Network namespaces on this machine: seconds to build, the default.
     Netns,
+    /// Real VMs through libvirt (built with `--features libvirt`).
+    Libvirt,
 }
 
 impl BackendKind {
-    pub const NAMES: &'static [&'static str] = &["netns"];
+    pub const NAMES: &'static [&'static str] = &["netns", "libvirt"];
 
     pub fn parse(name: &str) -> Result<BackendKind> {
         match name.trim() {
             "netns" | "" => Ok(BackendKind::Netns),
-            "libvirt" => bail!("backend \"libvirt\" is not built yet in this version: use MESH_BACKEND=netns (the default)"),
+            "libvirt" if cfg!(feature = "libvirt") => Ok(BackendKind::Libvirt),
+            "libvirt" => bail!(
+                "this build has no libvirt backend: build it in with the `libvirt` feature: \
+                 `MESH_BACKEND=libvirt cargo test --features libvirt`, or `cargo mesh-vm check --backend libvirt` \
+                 (building it needs libvirt-dev, pkg-config and libssl-dev)"
+            ),
             other => bail!("unknown backend {other:?}: MESH_BACKEND (or --backend) takes one of: {}", Self::NAMES.join(", ")),
         }
     }
@@ -157,13 +178,16 @@ impl BackendKind {
     pub fn name(&self) -> &'static str {
         match self {
             BackendKind::Netns => "netns",
+            BackendKind::Libvirt => "libvirt",
         }
     }
 
-    /// How much slower than the netns baseline every budget should be.
+    /// How much slower than the netns baseline every budget should be: VMs emulated by TCG on
+    /// two cores run every command several times slower.
     pub fn time_scale(&self) -> f64 {
         match self {
             BackendKind::Netns => 1.0,
+            BackendKind::Libvirt => 4.0,
         }
     }
 }

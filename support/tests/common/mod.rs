@@ -115,6 +115,7 @@ impl Snapshot {
         if self.index_entry.exists() {
             left.push(format!("index entry {}", self.index_entry.display()));
         }
+        left.extend(vm_leftovers(&prefix));
         left
     }
 
@@ -129,4 +130,27 @@ impl Snapshot {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// VMs, libvirt networks and QEMU processes named for the run (`mesh-<run id>-…`). Asks
+/// libvirt only where it runs, with `virsh`, the tool a user would check with.
+fn vm_leftovers(prefix: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    if std::os::unix::net::UnixStream::connect("/run/libvirt/libvirt-sock").is_ok() {
+        for (what, list) in [("VM", "list"), ("libvirt network", "net-list")] {
+            let out = std::process::Command::new("virsh").args(["-q", "-c", "qemu:///system", list, "--all", "--name"]).output();
+            if let Ok(out) = out {
+                let names = String::from_utf8_lossy(&out.stdout).to_string();
+                left.extend(names.lines().map(str::trim).filter(|n| n.starts_with(prefix)).map(|n| format!("{what} {n}")));
+            }
+        }
+    }
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.starts_with("/usr/bin/qemu-system") && cmdline.contains(&format!("guest={prefix}")) {
+            left.push(format!("QEMU process {}", entry.file_name().to_string_lossy()));
+        }
+    }
+    left
 }

@@ -7,8 +7,7 @@ use crate::process::{Lifetime, ProcessId};
 use crate::{budget, say};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -141,19 +140,8 @@ impl Host for NetnsHost {
             let out = exec::run(&self.name, &exec::display_argv(&argv), self.command(&argv)?, None, limit + budget::stop())?;
             return out.check().map(|_| ()).with_context(|| format!("from {}: TCP connect to {addr}", self.name));
         }
-        let netns = format!("/run/netns/{}", self.netns);
-        // setns() changes only the calling thread: a short-lived thread enters, connects, ends.
-        std::thread::spawn(move || -> Result<()> {
-            let ns = std::fs::File::open(&netns).with_context(|| format!("opening {netns}"))?;
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                bail!("entering {netns}: {}", std::io::Error::last_os_error());
-            }
-            TcpStream::connect_timeout(&addr, limit)?;
-            Ok(())
-        })
-        .join()
-        .map_err(|_| anyhow!("the probe thread panicked"))?
-        .with_context(|| format!("from {}: TCP connect to {addr}", self.name))
+        super::connect_from(&self.netns, addr, limit).with_context(|| format!("from {}: TCP connect to {addr}", self.name))?;
+        Ok(())
     }
 
     fn log_path(&self, service: &str) -> PathBuf {

@@ -49,6 +49,11 @@ pub struct NetnsRecord {
 pub const NS_PREFIX: &str = "mesh-";
 
 impl NetnsRecord {
+    /// Only a router namespace, on this machine: the VM backend's, whose hosts are VMs.
+    pub fn router_only(router: &str) -> NetnsRecord {
+        NetnsRecord { router: router.to_string(), hosts: BTreeMap::new(), ns_dir: PathBuf::new(), holder: None }
+    }
+
     pub fn plan(run_id: &str, lab_dir: &Path, spec: &LabSpec) -> NetnsRecord {
         NetnsRecord {
             router: format!("{NS_PREFIX}{run_id}-router"),
@@ -126,7 +131,7 @@ fn lab_command(record: &NetnsRecord, argv: &[&str]) -> Result<Output> {
     exec::run("this machine", &exec::display_argv(argv), record.command(argv)?, None, budget::command())?.check()
 }
 
-fn ip(record: &NetnsRecord, args: &[&str]) -> Result<Output> {
+pub(crate) fn ip(record: &NetnsRecord, args: &[&str]) -> Result<Output> {
     let mut argv = vec!["ip"];
     argv.extend_from_slice(args);
     lab_command(record, &argv)
@@ -144,18 +149,10 @@ pub fn create(
     lifetime: Lifetime,
 ) -> Result<()> {
     let r = record.router.as_str();
-    for ns in record.all_namespaces() {
+    create_router(record, spec)?;
+    for ns in record.hosts.values() {
         ip(record, &["netns", "add", ns])?;
     }
-    ip(record, &["-n", r, "link", "set", "lo", "up"])?;
-    for s in &spec.subnets {
-        let br = format!("br-{}", s.name);
-        ip(record, &["-n", r, "link", "add", &br, "type", "bridge"])?;
-        ip(record, &["-n", r, "addr", "add", &format!("{}/{}", s.router, s.net.prefix_len()), "dev", &br])?;
-        ip(record, &["-n", r, "link", "set", &br, "up"])?;
-    }
-    in_namespace(record, r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"], None)?;
-    in_namespace(record, r, &["nft", "-f", "-"], Some(router_ruleset(spec).as_bytes()))?;
 
     if record.holder.is_none() {
         std::fs::create_dir_all(&record.ns_dir)?;
@@ -183,6 +180,50 @@ pub fn create(
         make_host_filesystem(record, &h.name, lab_dir, etc_files, lifetime)?;
     }
     Ok(())
+}
+
+/// The router namespace `router`: a bridge a subnet (`br-a`, `br-b`) holding the router's
+/// address on it, forwarding, and the NAT of the masqueraded subnets. Both backends use it:
+/// netns hosts plug into its bridges directly, VMs through an uplink from their libvirt network.
+pub fn create_router(record: &NetnsRecord, spec: &LabSpec) -> Result<()> {
+    let router = record.router.as_str();
+    ip(record, &["netns", "add", router])?;
+    ip(record, &["-n", router, "link", "set", "lo", "up"])?;
+    for s in &spec.subnets {
+        let br = format!("br-{}", s.name);
+        ip(record, &["-n", router, "link", "add", &br, "type", "bridge"])?;
+        ip(record, &["-n", router, "addr", "add", &format!("{}/{}", s.router, s.net.prefix_len()), "dev", &br])?;
+        ip(record, &["-n", router, "link", "set", &br, "up"])?;
+    }
+    in_namespace(record, router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"], None)?;
+    in_namespace(record, router, &["nft", "-f", "-"], Some(router_ruleset(spec).as_bytes()))?;
+    Ok(())
+}
+
+/// Delete a namespace of ours on this machine (root's), killing whatever still runs in it first.
+pub fn delete_namespace(ns: &str) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(format!("/run/netns/{ns}")) else { return Ok(()) };
+    for id in processes_in_namespaces(&[meta.ino()]) {
+        id.terminate(budget::stop());
+    }
+    exec::local(&["ip", "netns", "del", ns], budget::command())?.check()?;
+    Ok(())
+}
+
+/// A TCP connection made from inside the network namespace `ns`; it stays there once made.
+pub fn connect_from(ns: &str, addr: std::net::SocketAddr, limit: std::time::Duration) -> Result<std::net::TcpStream> {
+    use std::os::fd::AsRawFd;
+    let netns = format!("/run/netns/{ns}");
+    // setns() changes only the calling thread: a short-lived thread enters, connects, ends.
+    std::thread::spawn(move || -> Result<std::net::TcpStream> {
+        let file = std::fs::File::open(&netns).with_context(|| format!("opening {netns}"))?;
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("entering {netns}: {}", std::io::Error::last_os_error());
+        }
+        Ok(std::net::TcpStream::connect_timeout(&addr, limit)?)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the connecting thread panicked"))?
 }
 
 /// The router: forwards B → A (masqueraded) and replies; nothing starts from A into B.
@@ -338,7 +379,7 @@ fn host_namespaces_file(host_dir: &Path) -> PathBuf {
     host_dir.join("namespaces.json")
 }
 
-fn in_namespace(record: &NetnsRecord, ns: &str, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+pub(crate) fn in_namespace(record: &NetnsRecord, ns: &str, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
     let net = format!("--net=/run/netns/{ns}");
     let mut full = vec!["nsenter", net.as_str(), "--"];
     full.extend_from_slice(argv);

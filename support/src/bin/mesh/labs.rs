@@ -76,6 +76,7 @@ pub fn down(name: Option<String>, all: bool) -> Result<ExitCode> {
     // every user's (their records are theirs, so they are found by their holders alone).
     let uid = unsafe { libc::geteuid() };
     removed.extend(registry::remove_unrecorded_holders(&[], (uid != 0).then_some(uid)));
+    removed.extend(registry::remove_unrecorded_vms(&[]));
     if removed.is_empty() {
         println!("no labs of this tool on this machine");
     } else {

@@ -1,0 +1,378 @@
+//! The VM backend: each host is a libvirt domain (QEMU, KVM where it truly works, TCG
+//! otherwise) booted from a cached image with its own qcow2 overlay, reached over SSH.
+//!
+//! The subnets are libvirt networks from `networks/subnet-{a,b}.xml`: bare bridges with no
+//! address of this machine on them and no forwarding. The router between them is the same
+//! router namespace the netns backend builds ([`netns::create_router`]), plugged into each
+//! bridge by an uplink: one firewall, one NAT, one capture point for both backends, no router
+//! VM to boot under TCG. The harness reaches the VMs' SSH from inside that namespace, the only
+//! place with an address on the lab's subnets.
+
+mod daemon;
+mod domain;
+mod host;
+mod underlay;
+
+pub use host::VmHost;
+pub use underlay::VmUnderlay;
+
+use crate::backend::netns;
+use crate::images::{seed::Seed, ImagesKind};
+use crate::spec::{LabSpec, Role};
+use crate::tools::{Tools, Versions};
+use crate::{budget, exec, poll, say};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where libvirt is, unless `MESH_LIBVIRT_URI` says otherwise.
+pub const DEFAULT_URI: &str = "qemu:///system";
+/// Memory of one VM: the five of a lab stay within 3 GiB of this machine's memory.
+pub const VM_MEMORY_MIB: u64 = 512;
+
+/// The names and paths of one VM lab, enough to find and remove all of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LibvirtRecord {
+    pub uri: String,
+    pub images: ImagesKind,
+    /// The router namespace (named like every namespace of this tool: `mesh-<run id>-router`).
+    pub router: String,
+    /// Subnet name → its libvirt network.
+    pub networks: BTreeMap<String, VirtNetwork>,
+    /// Host role name → its domain.
+    pub domains: BTreeMap<String, VirtDomain>,
+    /// The run's SSH key (private; the public half is in every VM's authorized_keys).
+    pub ssh_key: PathBuf,
+    /// The hosts' pinned keys, in OpenSSH's known_hosts format.
+    pub known_hosts: PathBuf,
+    /// `kvm` or `qemu` (TCG), as libvirt's domain type.
+    pub accel: String,
+    /// Where the lab's programs are inside the VMs.
+    pub programs_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VirtNetwork {
+    pub name: String,
+    pub bridge: String,
+    /// The uplink's end on the bridge; its other end is in the router namespace.
+    pub uplink: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VirtDomain {
+    pub name: String,
+    pub addr: std::net::Ipv4Addr,
+    pub mac: String,
+    pub network: String,
+    pub console_log: PathBuf,
+}
+
+/// The uplink's end inside the router namespace, enslaved to the subnet's bridge there.
+fn router_uplink(subnet: &str) -> String {
+    format!("up-{subnet}")
+}
+
+impl LibvirtRecord {
+    pub fn plan(run_id: &str, lab_dir: &Path, spec: &LabSpec, images: ImagesKind) -> LibvirtRecord {
+        let networks: BTreeMap<String, VirtNetwork> = spec
+            .subnets
+            .iter()
+            .map(|s| {
+                let net = VirtNetwork {
+                    name: format!("{}{run_id}-{}", netns::NS_PREFIX, s.name),
+                    // Interface names have 15 characters at most.
+                    bridge: format!("mb-{run_id}-{}", s.name),
+                    uplink: format!("mu-{run_id}-{}", s.name),
+                };
+                (s.name.clone(), net)
+            })
+            .collect();
+        let domains = spec
+            .hosts
+            .iter()
+            .map(|h| {
+                let d = VirtDomain {
+                    name: format!("{}{run_id}-{}", netns::NS_PREFIX, h.name),
+                    addr: h.addr,
+                    // The topology's MAC; each lab's subnets are L2 segments of their own, so
+                    // two labs at once may use the same ones.
+                    mac: if h.mac.is_empty() { mac_of(run_id, &h.name) } else { h.mac.clone() },
+                    network: networks[&h.subnet].name.clone(),
+                    console_log: lab_dir.join("hosts").join(&h.name).join("console.log"),
+                };
+                (h.name.clone(), d)
+            })
+            .collect();
+        LibvirtRecord {
+            uri: std::env::var("MESH_LIBVIRT_URI").unwrap_or_else(|_| DEFAULT_URI.into()),
+            images,
+            router: format!("{}{run_id}-router", netns::NS_PREFIX),
+            networks,
+            domains,
+            ssh_key: lab_dir.join("ssh").join("id_ed25519"),
+            known_hosts: lab_dir.join("ssh").join("known_hosts"),
+            accel: "qemu".into(),
+            programs_dir: "/usr/local/bin".into(),
+        }
+    }
+}
+
+/// A locally administered MAC, unique to the host within the run: for records from before
+/// the topology had MACs.
+fn mac_of(run_id: &str, host: &str) -> String {
+    let index = host.bytes().fold(0u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+    format!("52:54:{}:{}:{}:{index:02x}", &run_id[0..2], &run_id[2..4], &run_id[4..6])
+}
+
+fn ssh_keygen(path: &Path, comment: &str) -> Result<(String, String)> {
+    let _ = std::fs::remove_file(path);
+    let shown = path.display().to_string();
+    exec::local(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", &shown], budget::command())?.check()?;
+    Ok((std::fs::read_to_string(path)?, std::fs::read_to_string(format!("{shown}.pub"))?))
+}
+
+/// Build the VM lab of `spec`: the router, the networks and their uplinks, a seed disk and an
+/// overlay a host, the domains; returns once every VM answers SSH with its pinned key.
+/// Returns the versions of the systems under test inside the VMs.
+pub fn create(
+    record: &mut LibvirtRecord,
+    spec: &LabSpec,
+    lab_dir: &Path,
+    tools: &Tools,
+    etc_files: &[(&str, String)],
+) -> Result<Versions> {
+    let conn = daemon::connect(&record.uri)?;
+    let (accel, why) = daemon::acceleration();
+    record.accel = accel.into();
+    say!("VMs run under {}: {why}", if accel == "kvm" { "KVM" } else { "QEMU's TCG emulation (slow, but works everywhere)" });
+
+    let phase = Instant::now();
+    let images = crate::images::prepare(record.images, spec, tools)?;
+    say!("{} images ready in {:.1}s", record.images.name(), phase.elapsed().as_secs_f64());
+    if record.images == ImagesKind::Nix {
+        record.programs_dir = "/run/current-system/sw/bin".into();
+    }
+    let versions = images.values().next().map(|i| i.versions.clone()).ok_or_else(|| anyhow!("a lab has hosts"))?;
+
+    netns::create_router(&netns::NetnsRecord::router_only(&record.router), spec)?;
+    for (subnet, net) in &record.networks {
+        let template = match subnet.as_str() {
+            "a" => include_str!("../../../../networks/subnet-a.xml"),
+            "b" => include_str!("../../../../networks/subnet-b.xml"),
+            other => bail!("no network definition for subnet {other:?} in networks/"),
+        };
+        let xml = template.replace("{name}", &net.name).replace("{bridge}", &net.bridge);
+        virt::network::Network::create_xml(&conn, &xml).with_context(|| format!("starting libvirt network {}", net.name))?;
+        plug_uplink(&record.router, subnet, net)?;
+    }
+
+    let ssh_dir = record.ssh_key.parent().expect("the key is in a folder").to_path_buf();
+    std::fs::create_dir_all(&ssh_dir)?;
+    let (_, user_pub) = ssh_keygen(&record.ssh_key, "mesh-lab-harness")?;
+    let mut known_hosts = String::new();
+    for h in &spec.hosts {
+        let d = &record.domains[&h.name];
+        let dir = lab_dir.join("hosts").join(&h.name);
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let (host_key, host_pub) = ssh_keygen(&dir.join("ssh_host_ed25519_key"), &h.name)?;
+        known_hosts += &format!("{} {}", d.addr, host_pub);
+        let subnet = spec.subnet(&h.subnet);
+        let seed = Seed {
+            hostname: h.name.clone(),
+            role: match h.role {
+                Role::Server => "server".into(),
+                Role::Client => "client".into(),
+            },
+            mac: d.mac.clone(),
+            address: format!("{}/{}", h.addr, subnet.net.prefix_len()),
+            routes: spec
+                .subnets
+                .iter()
+                .filter(|o| o.name != subnet.name)
+                .map(|o| (o.net.to_string(), subnet.router.to_string()))
+                .collect(),
+            hosts: etc_file(etc_files, "hosts"),
+            resolv_conf: etc_file(etc_files, "resolv.conf"),
+            authorized_keys: user_pub.clone(),
+            host_key,
+            host_key_pub: host_pub,
+        };
+        let seed_disk = dir.join("seed.img");
+        seed.write_disk(&dir.join("seed"), &seed_disk)?;
+        let image = &images[&h.name];
+        let overlay = dir.join("root.qcow2");
+        let (base, shown) = (image.disk.display().to_string(), overlay.display().to_string());
+        exec::local(
+            &["qemu-img", "create", "-q", "-f", "qcow2", "-b", &base, "-F", &image.disk_format, &shown],
+            budget::command(),
+        )?
+        .check()?;
+        let xml = domain::xml(record, d, image, &overlay, &seed_disk);
+        std::fs::write(dir.join("domain.xml"), &xml)?;
+        let starting = Instant::now();
+        virt::domain::Domain::create_xml(&conn, &xml, 0)
+            .with_context(|| format!("starting VM {} (its definition: {})", d.name, dir.join("domain.xml").display()))?;
+        say!("{}: VM {} started in {:.1}s", h.name, d.name, starting.elapsed().as_secs_f64());
+    }
+    std::fs::write(&record.known_hosts, known_hosts)?;
+    say!("{} VMs started; waiting for SSH (consoles: {}/hosts/*/console.log)", spec.hosts.len(), lab_dir.display());
+    await_ssh(record)?;
+    Ok(versions)
+}
+
+fn etc_file(files: &[(&str, String)], name: &str) -> String {
+    files.iter().find(|(n, _)| *n == name).map(|(_, c)| c.clone()).unwrap_or_default()
+}
+
+/// A veth from the libvirt network's bridge into the router namespace, where it joins the
+/// subnet's bridge. IPv6 is off on this machine's end: it must have no address on the lab.
+fn plug_uplink(router: &str, subnet: &str, net: &VirtNetwork) -> Result<()> {
+    let here = netns::NetnsRecord::router_only(router);
+    let ip = |args: &[&str]| netns::ip(&here, args);
+    let inner = router_uplink(subnet);
+    ip(&["link", "add", &net.uplink, "type", "veth", "peer", "name", &inner, "netns", router])?;
+    exec::local(&["sysctl", "-qw", &format!("net.ipv6.conf.{}.disable_ipv6=1", net.uplink)], budget::command())?.check()?;
+    ip(&["link", "set", &net.uplink, "master", &net.bridge, "up"])?;
+    ip(&["-n", router, "link", "set", &inner, "master", &format!("br-{subnet}"), "up"])?;
+    Ok(())
+}
+
+/// Every VM answering SSH with its pinned host key, in parallel, within the boot budget.
+fn await_ssh(record: &LibvirtRecord) -> Result<()> {
+    let started = Instant::now();
+    let results: Vec<(String, Result<f64>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = record
+            .domains
+            .keys()
+            .map(|name| {
+                let name = name.clone();
+                scope.spawn(move || {
+                    let result = (|| -> Result<f64> {
+                        let host = VmHost::new(record, &name)?;
+                        poll::until(&format!("{name} answering SSH"), boot(), || host.probe())?;
+                        Ok(started.elapsed().as_secs_f64())
+                    })();
+                    (name, result)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("an SSH wait panicked")).collect()
+    });
+    let mut failed = Vec::new();
+    for (name, result) in results {
+        match result {
+            Ok(secs) => say!("{name} answers SSH after {secs:.1}s"),
+            Err(e) => failed.push(format!("{name}: {e:#}\n    its console log: {}", record.domains[&name].console_log.display())),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("VMs did not answer SSH within {:?}:\n  {}", boot(), failed.join("\n  "));
+    }
+    Ok(())
+}
+
+fn boot() -> Duration {
+    budget::vm_boot()
+}
+
+/// Remove everything of a VM lab from its record: domains, networks, uplinks, the router.
+/// Missing pieces are fine; the domains and networks are transient, so destroyed is gone.
+pub fn teardown(record: &LibvirtRecord) -> Result<()> {
+    let mut problems = Vec::new();
+    match daemon::connect(&record.uri) {
+        Ok(conn) => {
+            for d in record.domains.values() {
+                if let Ok(dom) = virt::domain::Domain::lookup_by_name(&conn, &d.name) {
+                    if let Err(e) = dom.destroy() {
+                        problems.push(format!("destroying VM {}: {e}", d.name));
+                    }
+                }
+            }
+            for n in record.networks.values() {
+                if let Ok(net) = virt::network::Network::lookup_by_name(&conn, &n.name) {
+                    if let Err(e) = net.destroy() {
+                        problems.push(format!("destroying network {}: {e}", n.name));
+                    }
+                }
+            }
+        }
+        Err(e) => problems.push(format!("{e:#}")),
+    }
+    for n in record.networks.values() {
+        if Path::new("/sys/class/net").join(&n.uplink).exists() {
+            let _ = exec::local(&["ip", "link", "del", &n.uplink], budget::command());
+        }
+    }
+    if let Err(e) = netns::delete_namespace(&record.router) {
+        problems.push(format!("{e:#}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("tearing down the VM lab left pieces behind:\n  {}", problems.join("\n  "))
+    }
+}
+
+/// [`teardown`] as a shell script, for the watchdog that outlives the harness.
+pub fn watchdog_script(record: &LibvirtRecord, owner: u32, index_entry: &Path) -> String {
+    let quote = |s: &str| exec::display_argv(&[s]);
+    let virsh = format!("virsh -q -c {}", quote(&record.uri));
+    let domains: Vec<String> = record.domains.values().map(|d| quote(&d.name)).collect();
+    let networks: Vec<String> = record.networks.values().map(|n| quote(&n.name)).collect();
+    let uplinks: Vec<String> = record.networks.values().map(|n| quote(&n.uplink)).collect();
+    format!(
+        "tail --pid={owner} -f /dev/null\n\
+         echo \"owner {owner} gone at $(date -u +%FT%TZ): removing its lab\"\n\
+         for d in {domains}; do timeout 60 {virsh} destroy \"$d\" 2>/dev/null; done\n\
+         for n in {networks}; do timeout 60 {virsh} net-destroy \"$n\" 2>/dev/null; done\n\
+         for l in {uplinks}; do ip link del \"$l\" 2>/dev/null; done\n\
+         ip netns pids {router} 2>/dev/null | xargs -r kill -9\n\
+         ip netns del {router} 2>/dev/null\n\
+         rm -f {index}\n\
+         rmdir /run/mesh-lab 2>/dev/null\n\
+         echo done\n",
+        domains = domains.join(" "),
+        networks = networks.join(" "),
+        uplinks = uplinks.join(" "),
+        router = quote(&record.router),
+        index = quote(&index_entry.display().to_string()),
+    )
+}
+
+/// Domains and networks of this tool that libvirt still has, whose run no record accounts for.
+pub fn remove_unrecorded(known: &[String]) -> Vec<String> {
+    let Ok(conn) = daemon::connect_if_running(DEFAULT_URI) else { return Vec::new() };
+    let mut removed = Vec::new();
+    if let Ok(domains) = conn.list_all_domains(0) {
+        for dom in domains {
+            let Ok(name) = dom.get_name() else { continue };
+            match netns::run_id_of_namespace(&name) {
+                Some(id) if !known.iter().any(|k| k == id) => {
+                    say!("destroying VM {name}, which no record accounts for");
+                    if dom.destroy().is_ok() {
+                        removed.push(id.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Ok(networks) = conn.list_all_networks(0) {
+        for net in networks {
+            let Ok(name) = net.get_name() else { continue };
+            match netns::run_id_of_namespace(&name) {
+                Some(id) if !known.iter().any(|k| k == id) => {
+                    say!("destroying network {name}, which no record accounts for");
+                    let _ = net.destroy();
+                    let uplink = format!("mu-{id}-{}", name.rsplit('-').next().unwrap_or(""));
+                    let _ = exec::local(&["ip", "link", "del", &uplink], budget::command());
+                }
+                _ => {}
+            }
+        }
+    }
+    removed
+}
