@@ -67,7 +67,10 @@ impl Lab {
         registry::ensure_labs_dir()?;
         let tools = Tools::resolve()?;
         registry::reclaim_abandoned();
+        #[cfg(feature = "libvirt")]
         if options.backend == BackendKind::Libvirt {
+            // Unreachable libvirt is an error before anything of a lab exists.
+            libvirt::connect_configured()?;
             let (images, why) = crate::images::ImagesKind::from_env()?;
             say!("VM images: {} ({why})", images.name());
             registry::remove_unrecorded_vms(&registry::indexed().iter().map(|r| r.run_id.clone()).collect::<Vec<_>>());

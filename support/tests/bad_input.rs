@@ -127,3 +127,25 @@ fn bad_tuning_values_are_refused_naming_what_they_take() {
         assert_refused(&out, &[var, value, says], &before);
     }
 }
+
+/// A build without the VM backend says how to get one.
+#[cfg(not(feature = "libvirt"))]
+#[test]
+fn the_vm_backend_names_the_feature_that_builds_it() {
+    let before = our_namespaces();
+    let out = mesh(&["check"], &[("MESH_BACKEND", "libvirt")]);
+    assert_refused(&out, &["no libvirt backend", "--features libvirt", "libvirt-dev"], &before);
+}
+
+/// libvirt out of reach: the error says so within the connect budget, and nothing of the lab
+/// (router namespace, networks, VMs) is left.
+#[cfg(feature = "libvirt")]
+#[test]
+fn an_unreachable_libvirt_is_named_with_how_to_start_it() {
+    let before = our_namespaces();
+    let started = std::time::Instant::now();
+    let uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock";
+    let out = mesh(&["up"], &[("MESH_BACKEND", "libvirt"), ("MESH_LIBVIRT_URI", uri)]);
+    assert_refused(&out, &["cannot connect to libvirt", uri], &before);
+    assert!(started.elapsed() < std::time::Duration::from_secs(120), "it took {:?} to give up", started.elapsed());
+}

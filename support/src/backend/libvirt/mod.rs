@@ -120,6 +120,13 @@ impl LibvirtRecord {
     }
 }
 
+/// Reach the libvirt this run is to use (`MESH_LIBVIRT_URI`), starting it if it is this
+/// machine's and not running.
+pub fn connect_configured() -> Result<()> {
+    daemon::connect(&std::env::var("MESH_LIBVIRT_URI").unwrap_or_else(|_| DEFAULT_URI.into()))?;
+    Ok(())
+}
+
 /// A locally administered MAC, unique to the host within the run: for records from before
 /// the topology had MACs.
 fn mac_of(run_id: &str, host: &str) -> String {
