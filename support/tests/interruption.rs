@@ -29,10 +29,15 @@ struct Foreground {
 
 impl Foreground {
     fn start() -> Foreground {
+        Foreground::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Foreground {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mesh"))
             .args(["up", "--foreground"])
             .env_remove("MESH_LAB")
             .env_remove("MESH_QUIET")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -139,4 +144,18 @@ fn a_lab_whose_owner_and_watchdog_were_killed_is_removed_by_the_next_run() {
     up.signal(libc::SIGKILL);
     registry::reclaim_abandoned();
     assert_eq!(lab.await_gone(Duration::from_secs(5)), Vec::<String>::new(), "lab {} was not reclaimed", lab.run_id);
+}
+
+/// A VM lab killed while its VMs boot: its watchdog destroys the domains and networks by their
+/// run-unique names and removes the router; no QEMU process of it stays.
+#[cfg(feature = "libvirt")]
+#[test]
+fn sigkill_of_a_vm_lab_leaves_no_vm_network_or_qemu() {
+    let mut up = Foreground::start_with(&[("MESH_BACKEND", "libvirt")]);
+    up.wait_for("VMs started; waiting for SSH");
+    let lab = up.snapshot();
+    assert!(lab.leftovers().iter().any(|l| l.starts_with("VM ")), "the VMs should exist: {:?}", lab.leftovers());
+    up.signal(libc::SIGKILL);
+    // `virsh destroy` of five VMs and two networks, one after the other.
+    assert_eq!(lab.await_gone(Duration::from_secs(60)), Vec::<String>::new(), "VM lab {} outlived its owner", lab.run_id);
 }
