@@ -117,7 +117,10 @@ pub(crate) fn ensure_labs_dir() -> Result<PathBuf> {
 
 /// Whether files can be made in `dir` (a folder may exist and still be someone else's).
 fn tempfile_probe(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    // Unique to the call: two threads of one process probe at once (tests in parallel).
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = dir.join(format!(".probe-{}-{n}", std::process::id()));
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(probe)
 }
