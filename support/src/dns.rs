@@ -4,7 +4,7 @@
 
 use crate::backend::Host;
 use crate::lab::Lab;
-use crate::{budget, poll};
+use crate::poll;
 use anyhow::{bail, Result};
 use std::time::{Duration, Instant};
 
@@ -31,11 +31,11 @@ pub struct Answer {
 pub fn lookup(host: &dyn Host, resolver: Resolver, name: &str) -> Result<Answer> {
     match resolver {
         Resolver::System => {
-            let out = host.exec(&["getent", "ahostsv4", name], None, budget::command())?;
+            let (out, took) = host.run_timed(&["getent", "ahostsv4", name])?;
             // getent: 0 found, 2 not found; anything else is a failure of the lookup itself.
             let addresses = unique(out.stdout.lines().filter_map(|l| l.split_whitespace().next()));
             match out.code {
-                Some(0) | Some(2) => Ok(Answer { nxdomain: out.code == Some(2), addresses, took: out.elapsed }),
+                Some(0) | Some(2) => Ok(Answer { nxdomain: out.code == Some(2), addresses, took }),
                 _ => bail!("{}", out.describe_failure()),
             }
         }
@@ -43,14 +43,14 @@ pub fn lookup(host: &dyn Host, resolver: Resolver, name: &str) -> Result<Answer>
             let server = format!("@{MAGICDNS}");
             // +search: a short name gets the host's search domain, as every resolver applies it.
             let argv = ["dig", &server, "+search", "+time=1", "+tries=1", "+noall", "+answer", "+comments", name, "A"];
-            let out = host.exec(&argv, None, budget::command())?;
+            let (out, took) = host.run_timed(&argv)?;
             let out = out.check()?;
             let nxdomain = out.stdout.contains("status: NXDOMAIN");
             let addresses = unique(out.stdout.lines().filter(|l| !l.starts_with(';')).filter_map(|l| {
                 let fields: Vec<&str> = l.split_whitespace().collect();
                 (fields.len() >= 5 && fields[3] == "A").then(|| fields[4])
             }));
-            Ok(Answer { addresses, nxdomain, took: out.elapsed })
+            Ok(Answer { addresses, nxdomain, took })
         }
     }
 }

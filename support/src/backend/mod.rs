@@ -69,6 +69,23 @@ impl dyn Host + '_ {
         self.exec(argv, None, crate::budget::command())
     }
 
+    /// Run once, timed inside the host: how long the command itself took there, without the
+    /// way in (an SSH round trip to a VM is not part of a DNS lookup). Its output, and that time.
+    pub fn run_timed(&self, argv: &[&str]) -> Result<(Output, Duration)> {
+        const MARK: &str = "mesh-elapsed-ns ";
+        let script = format!(
+            r#"s=$(date +%s%N); "$@"; rc=$?; e=$(date +%s%N); echo "{MARK}$((e - s))" >&2; exit $rc"#
+        );
+        let mut full = vec!["sh", "-c", script.as_str(), "sh"];
+        full.extend_from_slice(argv);
+        let mut out = self.exec(&full, None, crate::budget::command())?;
+        let nanos = out.stderr.lines().find_map(|l| l.strip_prefix(MARK)?.trim().parse::<u64>().ok());
+        out.stderr = out.stderr.lines().filter(|l| !l.starts_with(MARK)).map(|l| format!("{l}\n")).collect();
+        out.command = crate::exec::display_argv(argv);
+        let took = nanos.map(Duration::from_nanos).unwrap_or(out.elapsed);
+        Ok((out, took))
+    }
+
     /// Run once and require success; its stdout.
     pub fn succeed(&self, argv: &[&str]) -> Result<String> {
         Ok(self.run(argv)?.check()?.stdout)
