@@ -441,13 +441,28 @@ impl Lab {
             return Ok(());
         }
         *done = true;
-        // Clients first, so none logs a storm of errors about a vanished server.
-        for host in self.hosts.iter().rev() {
-            let _ = host.stop_service(crate::tailscale::SERVICE);
-            let _ = host.stop_service(crate::headscale::SERVICE);
-        }
+        // Clients first, so none logs a storm of errors about a vanished server; each group at
+        // once (a VM's stop is an SSH round trip or two, and keeps its log).
+        std::thread::scope(|scope| {
+            for host in &self.hosts {
+                scope.spawn(move || host.stop_service(crate::tailscale::SERVICE));
+            }
+        });
+        let _ = self.headscale().host.stop_service(crate::headscale::SERVICE);
         registry::remove(&self.record)?;
         say!("lab {} torn down; its logs stay in {}", self.record.run_id, self.record.dir.display());
+        Ok(())
+    }
+
+    /// Pause every host (a VM lab's domains are suspended) or let them run again: while a
+    /// disruptive scenario has a lab of its own, the shared lab's VMs take no CPU from it.
+    /// Hosts of a netns lab are processes that sleep when idle: nothing to do.
+    pub fn set_paused(&self, paused: bool) -> Result<()> {
+        #[cfg(feature = "libvirt")]
+        if let Some(v) = &self.record.libvirt {
+            return libvirt::set_suspended(v, paused);
+        }
+        let _ = paused;
         Ok(())
     }
 

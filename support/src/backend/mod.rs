@@ -73,9 +73,7 @@ impl dyn Host + '_ {
     /// way in (an SSH round trip to a VM is not part of a DNS lookup). Its output, and that time.
     pub fn run_timed(&self, argv: &[&str]) -> Result<(Output, Duration)> {
         const MARK: &str = "mesh-elapsed-ns ";
-        let script = format!(
-            r#"s=$(date +%s%N); "$@"; rc=$?; e=$(date +%s%N); echo "{MARK}$((e - s))" >&2; exit $rc"#
-        );
+        let script = format!(r#"s=$(date +%s%N); "$@"; rc=$?; e=$(date +%s%N); echo "{MARK}$((e - s))" >&2; exit $rc"#);
         let mut full = vec!["sh", "-c", script.as_str(), "sh"];
         full.extend_from_slice(argv);
         let mut out = self.exec(&full, None, crate::budget::command())?;

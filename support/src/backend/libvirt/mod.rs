@@ -127,6 +127,18 @@ pub fn connect_configured() -> Result<()> {
     Ok(())
 }
 
+/// Suspend every VM of the lab, or resume them.
+pub fn set_suspended(record: &LibvirtRecord, suspended: bool) -> Result<()> {
+    let conn = daemon::connect(&record.uri)?;
+    for d in record.domains.values() {
+        let dom = virt::domain::Domain::lookup_by_name(&conn, &d.name)?;
+        let result = if suspended { dom.suspend() } else { dom.resume() };
+        result.map(|_| ()).with_context(|| format!("{} VM {}", if suspended { "suspending" } else { "resuming" }, d.name))?;
+    }
+    say!("lab VMs {}", if suspended { "suspended" } else { "resumed" });
+    Ok(())
+}
+
 /// A locally administered MAC, unique to the host within the run: for records from before
 /// the topology had MACs.
 fn mac_of(run_id: &str, host: &str) -> String {

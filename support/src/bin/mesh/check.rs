@@ -50,13 +50,18 @@ pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary])
         let group = std::slice::from_ref(binary);
         if runner::needs_own_lab(binary) && outcome.passed {
             say!("{} breaks the mesh on purpose: it gets a lab of its own", binary.priority());
-            let own = Lab::build(LabOptions { lifetime: Lifetime::WithOwner, ..options.clone() })?;
-            let result = runner::run_scenarios(group, &own.record.dir, &logs, &criteria, false)?;
-            if !result.passed {
-                say!("diagnostics saved in {}", own.save_diagnostics().display());
-            }
-            own.teardown()?;
-            outcome.extend(result);
+            lab.set_paused(true)?;
+            let result = (|| -> Result<RunOutcome> {
+                let own = Lab::build(LabOptions { lifetime: Lifetime::WithOwner, ..options.clone() })?;
+                let result = runner::run_scenarios(group, &own.record.dir, &logs, &criteria, false)?;
+                if !result.passed {
+                    say!("diagnostics saved in {}", own.save_diagnostics().display());
+                }
+                own.teardown()?;
+                Ok(result)
+            })();
+            lab.set_paused(false)?;
+            outcome.extend(result?);
         } else {
             let skip = !outcome.passed;
             outcome.extend(runner::run_scenarios(group, dir, &logs, &criteria, skip)?);
