@@ -32,6 +32,14 @@ pub fn tools_dir() -> PathBuf {
     }
 }
 
+/// Where the VMs' boot images are cached, one folder an image.
+pub fn images_dir() -> PathBuf {
+    match dir_from_env("MESH_IMAGES_DIR") {
+        Some(dir) => dir,
+        None => target_dir().join("mesh-images"),
+    }
+}
+
 /// One folder a lab: its record, its hosts' state and logs, its certificates.
 pub fn labs_dir() -> PathBuf {
     match dir_from_env("MESH_STATE_DIR") {

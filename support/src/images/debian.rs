@@ -117,7 +117,7 @@ pub fn image(tools: &Tools) -> Result<BootImage> {
 }
 
 fn images_dir() -> PathBuf {
-    paths::target_dir().join("mesh-images")
+    paths::images_dir()
 }
 
 /// A folder is renamed into place only when complete; this also notices one emptied by hand.

@@ -25,7 +25,7 @@ pub fn flake_dir() -> PathBuf {
 
 /// Where `nix build` leaves its out-link for `host`.
 pub fn out_link(host: &str) -> PathBuf {
-    paths::target_dir().join("mesh-images").join(format!("nix-{host}"))
+    paths::images_dir().join(format!("nix-{host}"))
 }
 
 /// A first build downloads nixpkgs and the systems' closures (or builds what the binary cache

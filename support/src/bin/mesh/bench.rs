@@ -102,14 +102,15 @@ const SC007_LIMIT_S: f64 = 15.0 * 60.0;
 /// SC-008: at least 95% of runs pass at the first attempt.
 const SC008_FLOOR_PERCENT: f64 = 95.0;
 
-/// Time a deployment from nothing: fresh Go caches and tool cache in a scratch folder (the
+/// Time a deployment from nothing: fresh Go caches, tool and VM image caches in a scratch folder (the
 /// modules come again from the Go module proxy), the tools built, a lab built to a converged
 /// mesh. The scratch folder is removed afterwards.
 fn deploy_from_scratch(options: &LabOptions) -> Result<f64> {
     let scratch = meshlab::paths::target_dir().join("mesh").join("from-scratch");
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
-    for (var, dir) in [("MESH_TOOLS_DIR", "tools"), ("GOCACHE", "gocache"), ("GOMODCACHE", "gomodcache")] {
+    let fresh = [("MESH_TOOLS_DIR", "tools"), ("MESH_IMAGES_DIR", "images"), ("GOCACHE", "gocache"), ("GOMODCACHE", "gomodcache")];
+    for (var, dir) in fresh {
         std::env::set_var(var, scratch.join(dir));
     }
     say!(
@@ -125,7 +126,7 @@ fn deploy_from_scratch(options: &LabOptions) -> Result<f64> {
     // The module cache is read-only by design; `go clean -modcache` is the way to remove it.
     let _ = std::process::Command::new("go").args(["clean", "-modcache"]).status();
     let _ = std::fs::remove_dir_all(&scratch);
-    for var in ["MESH_TOOLS_DIR", "GOCACHE", "GOMODCACHE"] {
+    for (var, _) in fresh {
         std::env::remove_var(var);
     }
     lab?;
