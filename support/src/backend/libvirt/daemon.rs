@@ -7,15 +7,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use once_cell::sync::OnceCell;
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::Duration;
 use virt::connect::Connect;
 
 static CONNECTION: OnceCell<(String, Connect)> = OnceCell::new();
-
-/// The first connection probes QEMU's capabilities: ~11 s measured on two cores.
-fn connect_limit() -> Duration {
-    budget::libvirt_connect()
-}
 
 /// A connection to libvirt at `uri`, made once a process. Starts the daemons if this is the
 /// machine's own libvirt and none runs.
@@ -58,7 +52,7 @@ fn open(uri: &str) -> Result<Connect> {
     std::thread::spawn(move || {
         let _ = tx.send(Connect::open(Some(&target)));
     });
-    match rx.recv_timeout(connect_limit()) {
+    match rx.recv_timeout(budget::libvirt_connect()) {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(anyhow!(
             "cannot connect to libvirt at {uri}: {e}\n  start it (`systemctl start libvirtd`, or `virtlogd -d && libvirtd -d`), \
@@ -66,7 +60,7 @@ fn open(uri: &str) -> Result<Connect> {
         )),
         Err(_) => Err(anyhow!(
             "libvirt at {uri} did not answer within {:?}: is libvirtd hung? (`virsh -c {uri} version` shows the same)",
-            connect_limit()
+            budget::libvirt_connect()
         )),
     }
 }

@@ -23,6 +23,7 @@ pub struct VmHost {
     addr: SocketAddr,
     router: String,
     key: PathBuf,
+    known_hosts: PathBuf,
     /// The host key this host must present (its raw blob).
     host_key: Vec<u8>,
     dir: PathBuf,
@@ -46,6 +47,7 @@ impl VmHost {
             addr: SocketAddr::V4(SocketAddrV4::new(d.addr, 22)),
             router: record.router.clone(),
             key: record.ssh_key.clone(),
+            known_hosts: record.known_hosts.clone(),
             host_key,
             journal: lab_dir.join("commands.log"),
             dir,
@@ -218,7 +220,6 @@ impl Host for VmHost {
     }
 
     fn shell_argv(&self, _path_prefix: &str) -> Vec<String> {
-        let known_hosts = self.dir.parent().and_then(Path::parent).map(|l| l.join("ssh").join("known_hosts")).unwrap_or_default();
         vec![
             "nsenter".into(),
             format!("--net=/run/netns/{}", self.router),
@@ -227,7 +228,7 @@ impl Host for VmHost {
             "-i".into(),
             self.key.display().to_string(),
             "-o".into(),
-            format!("UserKnownHostsFile={}", known_hosts.display()),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
             "-o".into(),
             "StrictHostKeyChecking=yes".into(),
             format!("root@{}", self.addr.ip()),

@@ -75,6 +75,18 @@ fn router_uplink(subnet: &str) -> String {
     format!("up-{subnet}")
 }
 
+/// The uplink's end on this machine, on the libvirt network's bridge. Interface names have 15
+/// characters at most.
+fn host_uplink(run_id: &str, subnet: &str) -> String {
+    format!("mu-{run_id}-{subnet}")
+}
+
+/// The libvirt name of a run's network (`subnet`) or domain (`host`): `mesh-<run id>-<what>`,
+/// as every namespace of this tool is named.
+fn virt_name(run_id: &str, what: &str) -> String {
+    format!("{}{run_id}-{what}", netns::NS_PREFIX)
+}
+
 impl LibvirtRecord {
     pub fn plan(run_id: &str, lab_dir: &Path, spec: &LabSpec, images: ImagesKind) -> LibvirtRecord {
         let networks: BTreeMap<String, VirtNetwork> = spec
@@ -82,10 +94,9 @@ impl LibvirtRecord {
             .iter()
             .map(|s| {
                 let net = VirtNetwork {
-                    name: format!("{}{run_id}-{}", netns::NS_PREFIX, s.name),
-                    // Interface names have 15 characters at most.
+                    name: virt_name(run_id, &s.name),
                     bridge: format!("mb-{run_id}-{}", s.name),
-                    uplink: format!("mu-{run_id}-{}", s.name),
+                    uplink: host_uplink(run_id, &s.name),
                 };
                 (s.name.clone(), net)
             })
@@ -95,11 +106,11 @@ impl LibvirtRecord {
             .iter()
             .map(|h| {
                 let d = VirtDomain {
-                    name: format!("{}{run_id}-{}", netns::NS_PREFIX, h.name),
+                    name: virt_name(run_id, &h.name),
                     addr: h.addr,
                     // The topology's MAC; each lab's subnets are L2 segments of their own, so
                     // two labs at once may use the same ones.
-                    mac: if h.mac.is_empty() { mac_of(run_id, &h.name) } else { h.mac.clone() },
+                    mac: h.mac.clone(),
                     network: networks[&h.subnet].name.clone(),
                     console_log: lab_dir.join("hosts").join(&h.name).join("console.log"),
                 };
@@ -109,7 +120,7 @@ impl LibvirtRecord {
         LibvirtRecord {
             uri: std::env::var("MESH_LIBVIRT_URI").unwrap_or_else(|_| DEFAULT_URI.into()),
             images,
-            router: format!("{}{run_id}-router", netns::NS_PREFIX),
+            router: virt_name(run_id, "router"),
             networks,
             domains,
             ssh_key: lab_dir.join("ssh").join("id_ed25519"),
@@ -137,13 +148,6 @@ pub fn set_suspended(record: &LibvirtRecord, suspended: bool) -> Result<()> {
     }
     say!("lab VMs {}", if suspended { "suspended" } else { "resumed" });
     Ok(())
-}
-
-/// A locally administered MAC, unique to the host within the run: for records from before
-/// the topology had MACs.
-fn mac_of(run_id: &str, host: &str) -> String {
-    let index = host.bytes().fold(0u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
-    format!("52:54:{}:{}:{}:{index:02x}", &run_id[0..2], &run_id[2..4], &run_id[4..6])
 }
 
 fn ssh_keygen(path: &Path, comment: &str) -> Result<(String, String)> {
@@ -321,9 +325,7 @@ pub fn teardown(record: &LibvirtRecord) -> Result<()> {
         Err(e) => problems.push(format!("{e:#}")),
     }
     for n in record.networks.values() {
-        if Path::new("/sys/class/net").join(&n.uplink).exists() {
-            let _ = exec::local(&["ip", "link", "del", &n.uplink], budget::command());
-        }
+        delete_link(&n.uplink);
     }
     if let Err(e) = netns::delete_namespace(&record.router) {
         problems.push(format!("{e:#}"));
@@ -332,6 +334,13 @@ pub fn teardown(record: &LibvirtRecord) -> Result<()> {
         Ok(())
     } else {
         bail!("tearing down the VM lab left pieces behind:\n  {}", problems.join("\n  "))
+    }
+}
+
+/// Delete an interface of this machine's, if it is there (its veth peer goes with it).
+fn delete_link(name: &str) {
+    if Path::new("/sys/class/net").join(name).exists() {
+        let _ = exec::local(&["ip", "link", "del", name], budget::command());
     }
 }
 
@@ -364,33 +373,24 @@ pub fn watchdog_script(record: &LibvirtRecord, owner: u32, index_entry: &Path) -
 /// Domains and networks of this tool that libvirt still has, whose run no record accounts for.
 pub fn remove_unrecorded(known: &[String]) -> Vec<String> {
     let Ok(conn) = daemon::connect_if_running(DEFAULT_URI) else { return Vec::new() };
+    // The run id of a name of ours whose run is not known.
+    let stray = |name: &str| netns::run_id_of_namespace(name).filter(|id| !known.iter().any(|k| k == id)).map(str::to_string);
     let mut removed = Vec::new();
-    if let Ok(domains) = conn.list_all_domains(0) {
-        for dom in domains {
-            let Ok(name) = dom.get_name() else { continue };
-            match netns::run_id_of_namespace(&name) {
-                Some(id) if !known.iter().any(|k| k == id) => {
-                    say!("destroying VM {name}, which no record accounts for");
-                    if dom.destroy().is_ok() {
-                        removed.push(id.to_string());
-                    }
-                }
-                _ => {}
+    for dom in conn.list_all_domains(0).unwrap_or_default() {
+        let Ok(name) = dom.get_name() else { continue };
+        if let Some(id) = stray(&name) {
+            say!("destroying VM {name}, which no record accounts for");
+            if dom.destroy().is_ok() {
+                removed.push(id);
             }
         }
     }
-    if let Ok(networks) = conn.list_all_networks(0) {
-        for net in networks {
-            let Ok(name) = net.get_name() else { continue };
-            match netns::run_id_of_namespace(&name) {
-                Some(id) if !known.iter().any(|k| k == id) => {
-                    say!("destroying network {name}, which no record accounts for");
-                    let _ = net.destroy();
-                    let uplink = format!("mu-{id}-{}", name.rsplit('-').next().unwrap_or(""));
-                    let _ = exec::local(&["ip", "link", "del", &uplink], budget::command());
-                }
-                _ => {}
-            }
+    for net in conn.list_all_networks(0).unwrap_or_default() {
+        let Ok(name) = net.get_name() else { continue };
+        if let Some(id) = stray(&name) {
+            say!("destroying network {name}, which no record accounts for");
+            let _ = net.destroy();
+            delete_link(&host_uplink(&id, name.rsplit('-').next().unwrap_or("")));
         }
     }
     removed

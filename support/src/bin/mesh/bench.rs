@@ -109,7 +109,8 @@ fn deploy_from_scratch(options: &LabOptions) -> Result<f64> {
     let scratch = meshlab::paths::target_dir().join("mesh").join("from-scratch");
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
-    let fresh = [("MESH_TOOLS_DIR", "tools"), ("MESH_IMAGES_DIR", "images"), ("GOCACHE", "gocache"), ("GOMODCACHE", "gomodcache")];
+    let fresh =
+        [("MESH_TOOLS_DIR", "tools"), ("MESH_IMAGES_DIR", "images"), ("GOCACHE", "gocache"), ("GOMODCACHE", "gomodcache")];
     for (var, dir) in fresh {
         std::env::set_var(var, scratch.join(dir));
     }
