@@ -197,6 +197,15 @@ impl BackendKind {
         }
     }
 
+    /// The commands that drive a lab of this backend: `cargo mesh` and `cargo test`, or their
+    /// forms built with the VM backend in.
+    pub fn commands(&self) -> (&'static str, &'static str) {
+        match self {
+            BackendKind::Netns => ("cargo mesh", "cargo test"),
+            BackendKind::Libvirt => ("cargo mesh-vm", "cargo test --features libvirt"),
+        }
+    }
+
     /// How much slower than the netns baseline every budget should be: VMs emulated by TCG on
     /// two cores run every command several times slower.
     pub fn time_scale(&self) -> f64 {

@@ -31,8 +31,10 @@ pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
     if !outcome.passed && keep {
         let record = lab.release();
         println!(
-            "\nThe lab is kept for you to look around:\n  cargo mesh shell client-1 --lab {id}\n  MESH_LAB={id} cargo test --test p1_connectivity\n  cargo mesh down {id}",
-            id = record.run_id
+            "\nThe lab is kept for you to look around:\n  {mesh} shell client-1 --lab {id}\n  MESH_LAB={id} {test} --test p1_connectivity\n  {mesh} down {id}",
+            id = record.run_id,
+            mesh = record.backend.commands().0,
+            test = record.backend.commands().1,
         );
     } else {
         lab.teardown()?;

@@ -17,8 +17,9 @@ pub fn up(foreground: bool) -> Result<ExitCode> {
         println!(
             "lab {id} is up while this command runs; Ctrl-C removes it\n\
              point tests at it:  export MESH_LAB={id}\n\
-             a shell in a host:  cargo mesh shell client-1 --lab {id}",
-            id = lab.record.run_id
+             a shell in a host:  {mesh} shell client-1 --lab {id}",
+            id = lab.record.run_id,
+            mesh = lab.record.backend.commands().0,
         );
         // The interrupt handler removes the lab and exits; a kill leaves it to the next run.
         loop {
@@ -28,10 +29,12 @@ pub fn up(foreground: bool) -> Result<ExitCode> {
     let record = lab.release();
     println!(
         "lab {id} is up ({backend}): headscale at {url}; clients {clients}\n\
-         point tests at it:  export MESH_LAB={id}   (then cargo test …)\n\
-         a shell in a host:  cargo mesh shell client-1\n\
-         remove it:          cargo mesh down {id}",
+         point tests at it:  export MESH_LAB={id}   (then {test} …)\n\
+         a shell in a host:  {mesh} shell client-1\n\
+         remove it:          {mesh} down {id}",
         id = record.run_id,
+        mesh = record.backend.commands().0,
+        test = record.backend.commands().1,
         backend = record.backend.name(),
         url = record.spec.server_url(),
     );
