@@ -2,7 +2,8 @@
 //! Scenarios never write a duration literal: they name one of these.
 //!
 //! All budgets are multiplied by one scale factor: the backend's own (netns 1, a VM
-//! under TCG much more) times `MESH_TIME_SCALE` (default 1) for a slow machine.
+//! under TCG much more) times `MESH_TIME_SCALE` (default 1) for a slow machine. The VMs'
+//! boot is the exception: its budget is worked out from the machine itself ([`vm_boot`]).
 
 use once_cell::sync::OnceCell;
 use std::time::Duration;
@@ -11,8 +12,12 @@ static SCALE: OnceCell<f64> = OnceCell::new();
 
 /// Fix the scale factor for this process. Called once by the lab as it picks its backend.
 pub fn set_backend_scale(backend_factor: f64) {
-    let user = std::env::var("MESH_TIME_SCALE").ok().and_then(|v| v.parse::<f64>().ok()).filter(|f| *f > 0.0);
-    let _ = SCALE.set(backend_factor * user.unwrap_or(1.0));
+    let _ = SCALE.set(backend_factor * user_scale());
+}
+
+/// `MESH_TIME_SCALE` (validated before any lab is built; 1 where it is not a valid factor).
+fn user_scale() -> f64 {
+    crate::settings::time_scale().unwrap_or(1.0)
 }
 
 fn scaled(secs: f64) -> Duration {
@@ -31,11 +36,32 @@ pub fn network() -> Duration {
 pub fn libvirt_connect() -> Duration {
     scaled(15.0)
 }
-/// Every VM of a lab from start to answering SSH: ~40 s measured for four under TCG on two
-/// cores (scaled 4× for VMs: 2 minutes).
-pub fn vm_boot() -> Duration {
-    scaled(30.0)
+/// The first VM of a lab from start to answering SSH, worked out from this machine rather
+/// than a fixed factor: one VM's boot costs about [`VM_BOOT_CPU_SECONDS`] of one core (TCG) or
+/// a few seconds (KVM); `vms` of them share `cores`, and a machine may well be a few times
+/// slower than the one measured. Times `MESH_TIME_SCALE`.
+pub fn vm_boot(vms: usize, cores: usize, kvm: bool) -> Duration {
+    let one = if kvm { VM_BOOT_CPU_SECONDS_KVM } else { VM_BOOT_CPU_SECONDS };
+    let sharing = (vms as f64 / cores.max(1) as f64).max(1.0);
+    Duration::from_secs_f64(one * sharing * VM_BOOT_HEADROOM * user_scale())
 }
+
+/// When the rest of a lab's VMs must answer, from their start, once the first answered after
+/// `first`: they boot the same image on the same machine at the same time, so they answer
+/// within about 1.6 times that (measured: 40–64 s for five here, 106–116 s on a slower machine
+/// of this kind); twice it, and a little more for a VM that lost the race for a core.
+pub fn vm_boot_rest(first: Duration) -> Duration {
+    first * 2 + Duration::from_secs_f64(20.0 * user_scale())
+}
+
+/// One VM's boot to SSH under TCG in seconds of one core: five on two cores answered in
+/// 40–64 s here (2026-11-26, Intel Xeon, 2 cores), about 26 s each.
+pub const VM_BOOT_CPU_SECONDS: f64 = 30.0;
+/// The same under KVM: the kernel and systemd at native speed.
+pub const VM_BOOT_CPU_SECONDS_KVM: f64 = 8.0;
+/// How much slower than the measured machine one may be before its VMs are called hung: a
+/// machine of this project's kind took 106–116 s where this one took 40–64 s.
+const VM_BOOT_HEADROOM: f64 = 3.0;
 /// headscale from start to answering its CLI and its TLS port: opens SQLite, writes keys.
 pub fn headscale_ready() -> Duration {
     scaled(30.0)

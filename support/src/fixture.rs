@@ -11,14 +11,17 @@ use once_cell::sync::OnceCell;
 
 static LAB: OnceCell<Result<&'static Lab, String>> = OnceCell::new();
 
-/// The shared lab. Panics with the build error in every test that asks, if building failed:
-/// the build happens once, never again per test.
+/// The shared lab. Panics with the build error in every test that asks, if building failed
+/// (or panicked): the build happens once a process, never again per test.
 pub fn lab() -> &'static Lab {
     let lab = LAB.get_or_init(|| {
-        let built = match std::env::var("MESH_LAB") {
+        // A panic while building is kept like an error: left to unwind out of `get_or_init`, it
+        // would leave the cell empty, and the next test would build again.
+        let built = std::panic::catch_unwind(|| match std::env::var("MESH_LAB") {
             Ok(name) if !name.is_empty() => Lab::attach(&name),
             _ => LabOptions::from_env().and_then(Lab::build),
-        };
+        });
+        let built = built.unwrap_or_else(|p| Err(anyhow::anyhow!("building it panicked: {}", crate::panics::message(&*p))));
         match built {
             Ok(lab) => {
                 let lab: &'static Lab = Box::leak(Box::new(lab));

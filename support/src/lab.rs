@@ -83,7 +83,7 @@ impl Lab {
             tools.versions.tailscale,
             dir.display()
         );
-        let mut record = LabRecord {
+        let record = LabRecord {
             netns: (options.backend == BackendKind::Netns).then(|| NetnsRecord::plan(&run_id, &dir, &options.spec)),
             #[cfg(feature = "libvirt")]
             libvirt: (options.backend == BackendKind::Libvirt)
@@ -101,35 +101,42 @@ impl Lab {
             watchdog: None,
             index: Some(paths::index_dir()),
         };
+        let underlay = make_underlay(&record)?;
         // The record and the index entry exist before the first namespace does, so that from
         // here on a crash leaves something the next run can find and remove.
         record.save()?;
         registry::index(&record)?;
+        // From here the Lab value owns every piece: an error drops it, and Drop removes all
+        // there is (a panic too: the value is dropped as it unwinds).
+        let mut lab = Lab { hosts: Vec::new(), underlay, record, owned: true, torn_down: Mutex::new(false) };
         if !prereq::is_root() {
             // A normal user's lab lives in a user namespace, held by a process that dies with
             // this one (or, detached, lives until `cargo mesh down`).
-            let holder = netns::Holder::start(&record.run_id, &record.dir.join("holder.log"), record.lifetime);
-            let holder = match holder {
-                Ok(h) => h,
-                Err(e) => {
-                    let _ = registry::remove(&record);
-                    return Err(e);
-                }
-            };
+            let record = &mut lab.record;
+            let holder = netns::Holder::start(&record.run_id, &record.dir.join("holder.log"), record.lifetime)?;
             if let Some(n) = record.netns.as_mut() {
                 n.holder = Some(holder);
             }
             record.save()?;
         }
-        if record.lifetime == Lifetime::WithOwner {
-            record.watchdog = Some(registry::spawn_watchdog(&record)?);
-            record.save()?;
+        if lab.record.lifetime == Lifetime::WithOwner {
+            lab.record.watchdog = Some(registry::spawn_watchdog(&lab.record)?);
+            lab.record.save()?;
         }
-        registry::remove_on_interrupt(&record);
-        let mut lab =
-            Lab { hosts: Vec::new(), underlay: make_underlay(&record)?, record, owned: true, torn_down: Mutex::new(false) };
-        // From here the Lab value owns every piece: an error drops it, and Drop tears down.
-        let (timings, ips) = lab.provision(started)?;
+        registry::remove_on_interrupt(&lab.record);
+        let (timings, ips) = match lab.provision(started) {
+            Ok(done) => done,
+            Err(e) => {
+                if !lab.hosts.is_empty() {
+                    say!(
+                        "the build of lab {} failed; diagnostics saved in {}",
+                        lab.record.run_id,
+                        lab.save_diagnostics().display()
+                    );
+                }
+                return Err(e);
+            }
+        };
         lab.record.timings = timings;
         lab.record.tailnet_ips = ips;
         lab.record.save()?;
@@ -175,6 +182,7 @@ impl Lab {
 
     /// Start headscale, start and register every client, wait for the mesh to converge.
     fn start_mesh(&self, started: Instant, mut timings: Timings) -> Result<(Timings, BTreeMap<String, Vec<String>>)> {
+        crate::panics::inject("build");
         let record = &self.record;
         let spec = &record.spec;
         say!(
@@ -213,12 +221,18 @@ impl Lab {
                 .map(|(name, key)| {
                     let login_server = &login_server;
                     scope.spawn(move || -> Result<f64> {
+                        crate::panics::inject("registration");
                         self.client(name)?.up(login_server, key, name)?;
                         Ok(registration.elapsed().as_secs_f64())
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a registration thread panicked")))).collect()
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|p| Err(anyhow!("its registration thread panicked: {}", crate::panics::message(&*p))))
+                })
+                .collect()
         });
         for (name, result) in clients.iter().zip(registered) {
             let seconds = result?;
@@ -317,7 +331,8 @@ impl Lab {
 
     pub fn host(&self, name: &str) -> Result<&dyn Host> {
         self.record.spec.host(name)?;
-        Ok(self.hosts.iter().find(|h| h.name() == name).expect("every spec host is made").as_ref())
+        let host = self.hosts.iter().find(|h| h.name() == name);
+        host.map(|h| h.as_ref()).ok_or_else(|| anyhow!("{name} was never made: the lab's build stopped before its hosts existed"))
     }
 
     /// The router and the hosts' links: firewalls, link cuts, captures.
@@ -417,7 +432,9 @@ impl Lab {
             };
             let _ = std::fs::write(dir.join(name), text);
         };
-        save("headscale-nodes.json", self.headscale().cli(&["nodes", "list", "-o", "json"]));
+        if self.host(&self.record.spec.server().name).is_ok() {
+            save("headscale-nodes.json", self.headscale().cli(&["nodes", "list", "-o", "json"]));
+        }
         for name in self.client_names() {
             if let Ok(client) = self.client(&name) {
                 save(&format!("{name}-status.json"), client.cli(&["status", "--json"]));
@@ -442,13 +459,24 @@ impl Lab {
         }
         *done = true;
         // Clients first, so none logs a storm of errors about a vanished server; each group at
-        // once (a VM's stop is an SSH round trip or two, and keeps its log).
+        // once (a VM's stop is an SSH round trip or two, and keeps its log). Only the hosts that
+        // were made (a build can fail before they are), and a stop that fails or panics is
+        // passed over: the removal below takes everything, stopped or not.
+        let server = &self.record.spec.server().name;
         std::thread::scope(|scope| {
-            for host in &self.hosts {
-                scope.spawn(move || host.stop_service(crate::tailscale::SERVICE));
+            let stops: Vec<_> = self
+                .hosts
+                .iter()
+                .filter(|h| h.name() != server)
+                .map(|host| scope.spawn(move || host.stop_service(crate::tailscale::SERVICE)))
+                .collect();
+            for stop in stops {
+                let _ = stop.join();
             }
         });
-        let _ = self.headscale().host.stop_service(crate::headscale::SERVICE);
+        if let Ok(server) = self.host(server) {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.stop_service(crate::headscale::SERVICE)));
+        }
         registry::remove(&self.record)?;
         say!("lab {} torn down; its logs stay in {}", self.record.run_id, self.record.dir.display());
         Ok(())

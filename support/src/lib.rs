@@ -19,6 +19,7 @@ pub mod guards;
 pub mod headscale;
 pub mod images;
 pub mod lab;
+pub mod panics;
 pub mod paths;
 pub mod ping;
 pub mod pki;

@@ -177,14 +177,33 @@ pub(crate) fn spawn_watchdog(record: &LabRecord) -> Result<ProcessId> {
     ProcessId::of(child.id()).context("the watchdog exited at once")
 }
 
+/// Wait for the owner to exit, then remove the lab by its backend's removal script (run in a
+/// subshell of its own) and drop its index entry.
 fn watchdog_script(record: &LabRecord) -> Result<String> {
-    let index = record.index_entry();
+    let quote = |p: &Path| crate::exec::display_argv(&[&p.display().to_string()]);
+    let owner = record.owner.pid;
+    let entry = record.index_entry();
+    Ok(format!(
+        "tail --pid={owner} -f /dev/null\n\
+         echo \"owner {owner} gone at $(date -u +%FT%TZ): removing its lab\"\n\
+         (\n{removal})\n\
+         rm -f {entry}\n\
+         rmdir {index_dir} 2>/dev/null\n\
+         echo done\n",
+        removal = removal_script(record)?,
+        entry = quote(&entry),
+        index_dir = quote(entry.parent().unwrap_or(Path::new("/"))),
+    ))
+}
+
+/// The backend's removal of the lab, as a shell script.
+fn removal_script(record: &LabRecord) -> Result<String> {
     if let Some(n) = &record.netns {
-        return Ok(netns::watchdog_script(n, record.owner.pid, &index));
+        return Ok(netns::removal_script(n));
     }
     #[cfg(feature = "libvirt")]
     if let Some(v) = &record.libvirt {
-        return Ok(crate::backend::libvirt::watchdog_script(v, record.owner.pid, &index));
+        return Ok(crate::backend::libvirt::removal_script(v));
     }
     anyhow::bail!("lab {} has no network record", record.run_id)
 }

@@ -15,12 +15,7 @@ pub fn validate() -> Result<()> {
             }
         }
     }
-    if let Ok(v) = std::env::var("MESH_TIME_SCALE") {
-        match v.trim().parse::<f64>() {
-            Ok(f) if f.is_finite() && f > 0.0 => {}
-            _ => bail!("MESH_TIME_SCALE={v:?} is not a positive number: use e.g. 2 to double every time budget"),
-        }
-    }
+    time_scale()?;
     crate::budget::soak()?;
     crate::images::ImagesKind::from_env()?;
     if let Ok(v) = std::env::var("MESH_ACCEL") {
@@ -34,6 +29,15 @@ pub fn validate() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `MESH_TIME_SCALE`: the factor on every time budget the user asks for (1 when unset).
+pub fn time_scale() -> Result<f64> {
+    let Ok(v) = std::env::var("MESH_TIME_SCALE") else { return Ok(1.0) };
+    match v.trim().parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
+        _ => bail!("MESH_TIME_SCALE={v:?} is not a positive number: use e.g. 2 to double every time budget"),
+    }
 }
 
 /// A switch is on.

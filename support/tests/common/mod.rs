@@ -132,10 +132,18 @@ impl Snapshot {
     }
 }
 
-/// VMs, libvirt networks and QEMU processes named for the run (`mesh-<run id>-…`). Asks
-/// libvirt only where it runs, with `virsh`, the tool a user would check with.
+/// VMs, libvirt networks, QEMU processes and interfaces named for the run (`mesh-<run id>-…`,
+/// bridges `mb-<run id>-…`, uplinks `mu-<run id>-…`). Asks libvirt only where it runs, with
+/// `virsh`, the tool a user would check with.
 fn vm_leftovers(prefix: &str) -> Vec<String> {
     let mut left = Vec::new();
+    let run_id = prefix.trim_start_matches("mesh-");
+    for entry in std::fs::read_dir("/sys/class/net").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if [format!("mb-{run_id}"), format!("mu-{run_id}")].iter().any(|p| name.starts_with(p.as_str())) {
+            left.push(format!("interface {name}"));
+        }
+    }
     if std::os::unix::net::UnixStream::connect("/run/libvirt/libvirt-sock").is_ok() {
         for (what, list) in [("VM", "list"), ("libvirt network", "net-list")] {
             let out = std::process::Command::new("virsh").args(["-q", "-c", "qemu:///system", list, "--all", "--name"]).output();
@@ -153,4 +161,64 @@ fn vm_leftovers(prefix: &str) -> Vec<String> {
         }
     }
     left
+}
+
+/// This machine's libvirtd, where it was started by hand (no service manager runs it): a test
+/// may stop it for a while, to see what a lab does without it, and start it again.
+pub struct Libvirtd {
+    pid: i32,
+}
+
+/// Starts libvirtd again when dropped (a failed assertion included), unless already started.
+pub struct LibvirtdStopped {
+    started: bool,
+}
+
+const LIBVIRT_SOCKET: &str = "/run/libvirt/libvirt-sock";
+
+impl Libvirtd {
+    pub fn ours_to_stop() -> Option<Libvirtd> {
+        let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+        if init.trim() == "systemd" {
+            return None;
+        }
+        let pid: i32 = std::fs::read_to_string("/run/libvirtd.pid").ok()?.trim().parse().ok()?;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(Libvirtd { pid })
+    }
+
+    /// SIGTERM, and wait for it to be gone.
+    pub fn stop(self) -> LibvirtdStopped {
+        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Path::new(&format!("/proc/{}", self.pid)).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(!Path::new(&format!("/proc/{}", self.pid)).exists(), "libvirtd {} did not stop within 30 s", self.pid);
+        LibvirtdStopped { started: false }
+    }
+}
+
+impl LibvirtdStopped {
+    pub fn start(mut self) {
+        self.start_again();
+    }
+
+    fn start_again(&mut self) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let ok = std::process::Command::new("libvirtd").arg("-d").status().is_ok_and(|s| s.success());
+        assert!(ok, "libvirtd -d failed: start it by hand");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(LIBVIRT_SOCKET).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for LibvirtdStopped {
+    fn drop(&mut self) {
+        self.start_again();
+    }
 }

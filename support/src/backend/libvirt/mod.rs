@@ -25,6 +25,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Where libvirt is, unless `MESH_LIBVIRT_URI` says otherwise.
@@ -263,77 +264,158 @@ fn plug_uplink(router: &str, subnet: &str, net: &VirtNetwork) -> Result<()> {
     Ok(())
 }
 
-/// Every VM answering SSH with its pinned host key, in parallel, within the boot budget.
+/// Every VM answering SSH with its pinned host key, in parallel, each one said as it happens.
+/// The first has a budget worked out from the machine ([`budget::vm_boot`]); once it answers,
+/// the others have a budget from how long it took ([`budget::vm_boot_rest`]).
 fn await_ssh(record: &LibvirtRecord) -> Result<()> {
-    let started = Instant::now();
-    let results: Vec<(String, Result<f64>)> = std::thread::scope(|scope| {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let clock = BootClock {
+        started: Instant::now(),
+        first_budget: budget::vm_boot(record.domains.len(), cores, record.accel == "kvm"),
+        first: OnceLock::new(),
+    };
+    say!(
+        "budget for the first VM to answer SSH: {:.0?} ({} VMs on {cores} cores under {})",
+        clock.first_budget,
+        record.domains.len(),
+        if record.accel == "kvm" { "KVM" } else { "TCG" }
+    );
+    let clock = &clock;
+    let results: Vec<(String, Result<()>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = record
             .domains
             .keys()
             .map(|name| {
                 let name = name.clone();
-                scope.spawn(move || {
-                    let result = (|| -> Result<f64> {
+                let handle = scope.spawn({
+                    let name = name.clone();
+                    move || -> Result<()> {
+                        crate::panics::inject("vm-boot");
                         let host = VmHost::new(record, &name)?;
-                        poll::until(&format!("{name} answering SSH"), boot(), || host.probe())?;
-                        Ok(started.elapsed().as_secs_f64())
-                    })();
-                    (name, result)
-                })
+                        // The longest it could be given; the clock says when it is really over.
+                        let most = budget::vm_boot_rest(clock.first_budget);
+                        poll::until(&format!("{name} answering SSH"), most, || {
+                            let seen = host.probe();
+                            match (&seen, clock.over()) {
+                                (Err(e), Some(why)) => Err(poll::Hopeless(format!("{why}; last seen: {e:#}")).into()),
+                                _ => seen,
+                            }
+                        })?;
+                        let at = clock.answered();
+                        say!("{name} answers SSH after {:.1}s", at.as_secs_f64());
+                        Ok(())
+                    }
+                });
+                (name, handle)
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("an SSH wait panicked")).collect()
+        handles
+            .into_iter()
+            .map(|(name, h)| {
+                (name, h.join().unwrap_or_else(|p| Err(anyhow!("its SSH wait panicked: {}", crate::panics::message(&*p)))))
+            })
+            .collect()
     });
-    let mut failed = Vec::new();
-    for (name, result) in results {
-        match result {
-            Ok(secs) => say!("{name} answers SSH after {secs:.1}s"),
-            Err(e) => failed.push(format!("{name}: {e:#}\n    its console log: {}", record.domains[&name].console_log.display())),
-        }
-    }
+    let failed: Vec<String> = results
+        .into_iter()
+        .filter_map(|(name, r)| r.err().map(|e| (name, e)))
+        .map(|(name, e)| format!("{name}: {e:#}\n    its console log: {}", record.domains[&name].console_log.display()))
+        .collect();
     if !failed.is_empty() {
-        bail!("VMs did not answer SSH within {:?}:\n  {}", boot(), failed.join("\n  "));
+        bail!(
+            "VMs did not answer SSH ({}; MESH_TIME_SCALE multiplies these budgets):\n  {}",
+            clock.describe(),
+            failed.join("\n  ")
+        );
     }
     Ok(())
 }
 
-fn boot() -> Duration {
-    budget::vm_boot()
+/// When a lab's VMs must have answered SSH by: the first within its budget, the rest within a
+/// budget set by how long the first took.
+struct BootClock {
+    started: Instant,
+    first_budget: Duration,
+    /// When the first VM answered, from `started`.
+    first: OnceLock<Duration>,
+}
+
+impl BootClock {
+    /// A VM answered: the time since the start (the first to answer sets the rest's budget).
+    fn answered(&self) -> Duration {
+        let at = self.started.elapsed();
+        let _ = self.first.set(at);
+        at
+    }
+
+    /// The deadline for VMs that have not answered yet.
+    fn deadline(&self) -> Duration {
+        match self.first.get() {
+            Some(first) => budget::vm_boot_rest(*first),
+            None => self.first_budget,
+        }
+    }
+
+    /// Why a VM that has not answered yet should be given up on, once its time is over.
+    fn over(&self) -> Option<String> {
+        (self.started.elapsed() >= self.deadline()).then(|| format!("not answering SSH after {}", self.describe()))
+    }
+
+    fn describe(&self) -> String {
+        match self.first.get() {
+            Some(first) => {
+                format!("{:.0?}: the first VM answered after {:.0?}, the rest get twice that and 20 s", self.deadline(), first)
+            }
+            None => format!("{:.0?}, the budget for the first VM to answer", self.first_budget),
+        }
+    }
 }
 
 /// Remove everything of a VM lab from its record: domains, networks, uplinks, the router.
 /// Missing pieces are fine; the domains and networks are transient, so destroyed is gone.
+/// It runs [`removal_script`], the watchdog's own removal, and then looks for what is left.
 pub fn teardown(record: &LibvirtRecord) -> Result<()> {
+    let script = removal_script(record);
+    let out = exec::local(&["sh", "-c", &script], removal_budget(record))?;
     let mut problems = Vec::new();
-    match daemon::connect(&record.uri) {
-        Ok(conn) => {
-            for d in record.domains.values() {
-                if let Ok(dom) = virt::domain::Domain::lookup_by_name(&conn, &d.name) {
-                    if let Err(e) = dom.destroy() {
-                        problems.push(format!("destroying VM {}: {e}", d.name));
-                    }
-                }
-            }
-            for n in record.networks.values() {
-                if let Ok(net) = virt::network::Network::lookup_by_name(&conn, &n.name) {
-                    if let Err(e) = net.destroy() {
-                        problems.push(format!("destroying network {}: {e}", n.name));
-                    }
-                }
-            }
-        }
-        Err(e) => problems.push(format!("{e:#}")),
+    // SIGKILL is quick but not instant: a QEMU process may take a moment to go.
+    let gone = poll::until("the lab's QEMU processes gone", budget::stop(), || match qemu_processes(record).as_slice() {
+        [] => Ok(()),
+        left => bail!("still running: {}", left.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")),
+    });
+    if let Err(e) = gone {
+        problems.push(format!("{e:#}"));
     }
     for n in record.networks.values() {
-        delete_link(&n.uplink);
+        for link in [&n.bridge, &n.uplink] {
+            if Path::new("/sys/class/net").join(link).exists() {
+                problems.push(format!("interface {link} is still there"));
+            }
+        }
     }
-    if let Err(e) = netns::delete_namespace(&record.router) {
-        problems.push(format!("{e:#}"));
+    if Path::new("/run/netns").join(&record.router).exists() {
+        problems.push(format!("namespace {} is still there", record.router));
+    }
+    if let Ok(conn) = daemon::connect_if_running(&record.uri) {
+        for d in record.domains.values() {
+            if virt::domain::Domain::lookup_by_name(&conn, &d.name).is_ok() {
+                problems.push(format!("libvirt still has VM {}", d.name));
+            }
+        }
+        for n in record.networks.values() {
+            if virt::network::Network::lookup_by_name(&conn, &n.name).is_ok() {
+                problems.push(format!("libvirt still has network {}", n.name));
+            }
+        }
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        bail!("tearing down the VM lab left pieces behind:\n  {}", problems.join("\n  "))
+        bail!(
+            "tearing down the VM lab left pieces behind:\n  {}\n  the removal said: {}",
+            problems.join("\n  "),
+            exec::tail(&format!("{}{}", out.stdout, out.stderr), 10)
+        )
     }
 }
 
@@ -344,29 +426,55 @@ fn delete_link(name: &str) {
     }
 }
 
-/// [`teardown`] as a shell script, for the watchdog that outlives the harness.
-pub fn watchdog_script(record: &LibvirtRecord, owner: u32, index_entry: &Path) -> String {
+/// The longest [`removal_script`] may take: one libvirt call a domain and a network, each
+/// within the time libvirt has to answer, and the rest.
+fn removal_budget(record: &LibvirtRecord) -> Duration {
+    budget::libvirt_connect() * (1 + record.domains.len() + record.networks.len()) as u32 + budget::command()
+}
+
+/// The QEMU processes of the lab's VMs, found by their run-unique names (libvirt starts each as
+/// `qemu-system-… -name guest=<domain>,…`).
+fn qemu_processes(record: &LibvirtRecord) -> Vec<u32> {
+    crate::process::all_pids()
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+            let program = args.next().unwrap_or_default();
+            let named = args.skip_while(|a| a != "-name").nth(1).unwrap_or_default();
+            program.contains("qemu-system-") && record.domains.values().any(|d| named.starts_with(&format!("guest={},", d.name)))
+        })
+        .collect()
+}
+
+/// Everything of a VM lab removed, as a shell script: what [`teardown`] runs, and what the
+/// watchdog runs once the lab's owner is gone. Written once, so the two cannot drift; every
+/// name in it is this run's own. libvirt destroys the domains and networks; where it is down
+/// or hung, the lab's QEMU processes are killed by their run-unique names and the bridges
+/// libvirt made are deleted by theirs, so nothing of the lab runs on without libvirt either.
+/// What could not be removed is said on stderr.
+pub fn removal_script(record: &LibvirtRecord) -> String {
     let quote = |s: &str| exec::display_argv(&[s]);
-    let virsh = format!("virsh -q -c {}", quote(&record.uri));
-    let domains: Vec<String> = record.domains.values().map(|d| quote(&d.name)).collect();
-    let networks: Vec<String> = record.networks.values().map(|n| quote(&n.name)).collect();
-    let uplinks: Vec<String> = record.networks.values().map(|n| quote(&n.uplink)).collect();
+    let list = |names: Vec<&String>| names.into_iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ");
+    let domains = list(record.domains.values().map(|d| &d.name).collect());
+    let networks = list(record.networks.values().map(|n| &n.name).collect());
+    let links = list(record.networks.values().flat_map(|n| [&n.bridge, &n.uplink]).collect());
     format!(
-        "tail --pid={owner} -f /dev/null\n\
-         echo \"owner {owner} gone at $(date -u +%FT%TZ): removing its lab\"\n\
-         for d in {domains}; do timeout 60 {virsh} destroy \"$d\" 2>/dev/null; done\n\
-         for n in {networks}; do timeout 60 {virsh} net-destroy \"$n\" 2>/dev/null; done\n\
-         for l in {uplinks}; do ip link del \"$l\" 2>/dev/null; done\n\
+        "virsh() {{ timeout {limit} virsh -q -c {uri} \"$@\" >/dev/null 2>&1; }}\n\
+         if virsh uri; then\n\
+         \x20 for d in {domains}; do virsh domid \"$d\" && {{ virsh destroy \"$d\" || echo \"libvirt could not destroy VM $d\" >&2; }}; done\n\
+         \x20 for n in {networks}; do virsh net-uuid \"$n\" && {{ virsh net-destroy \"$n\" || echo \"libvirt could not destroy network $n\" >&2; }}; done\n\
+         else\n\
+         \x20 echo \"libvirt at {uri} does not answer: killing the lab's QEMU processes by name\"\n\
+         fi\n\
+         for d in {domains}; do pkill -KILL -f \"^[^ ]*qemu-system-[^ ]* -name guest=$d,\" && echo \"killed the QEMU process of $d\"; done\n\
+         for l in {links}; do [ -e \"/sys/class/net/$l\" ] && ip link del \"$l\"; done\n\
          ip netns pids {router} 2>/dev/null | xargs -r kill -9\n\
-         ip netns del {router} 2>/dev/null\n\
-         rm -f {index}\n\
-         rmdir /run/mesh-lab 2>/dev/null\n\
-         echo done\n",
-        domains = domains.join(" "),
-        networks = networks.join(" "),
-        uplinks = uplinks.join(" "),
+         [ -e /run/netns/{router} ] && ip netns del {router}\n\
+         exit 0\n",
+        limit = budget::libvirt_connect().as_secs().max(1),
+        uri = quote(&record.uri),
         router = quote(&record.router),
-        index = quote(&index_entry.display().to_string()),
     )
 }
 

@@ -462,26 +462,19 @@ fn user_ns_of(pid: u32) -> Option<u64> {
     std::fs::metadata(format!("/proc/{pid}/ns/user")).ok().map(|m| m.ino())
 }
 
-/// The same removal as [`teardown`], as a shell script run by a watchdog process once `owner`
-/// has exited: kill what runs in the lab's namespaces, unmount the pinned ones, delete them,
-/// drop the index entry. Every name in it is this run's own.
-pub fn watchdog_script(record: &NetnsRecord, owner: u32, index_entry: &Path) -> String {
+/// The same removal as [`teardown`], as a shell script for the watchdog process to run once
+/// the lab's owner has exited: kill what runs in the lab's namespaces, unmount the pinned ones,
+/// delete them. Every name in it is this run's own.
+pub fn removal_script(record: &NetnsRecord) -> String {
     let quote = |s: &str| exec::display_argv(&[s]);
-    let index = quote(&index_entry.display().to_string());
-    let index_dir = quote(&index_entry.parent().unwrap_or(Path::new("/")).display().to_string());
-    let wait = format!("tail --pid={owner} -f /dev/null\necho \"owner {owner} gone at $(date -u +%FT%TZ): removing its lab\"\n");
     if let Some(h) = &record.holder {
         // Its holder dies with the owner already; should it not have, it is killed here, by
         // pid and start time (a pid reused since is not touched), and the lab with it.
         return format!(
-            "{wait}\
-             start_of() {{ sed 's/.*) //' \"/proc/$1/stat\" 2>/dev/null | cut -d' ' -f20; }}\n\
+            "start_of() {{ sed 's/.*) //' \"/proc/$1/stat\" 2>/dev/null | cut -d' ' -f20; }}\n\
              [ \"$(start_of {ip})\" = {is} ] && kill -9 {ip}\n\
              sleep 0.2\n\
-             [ \"$(start_of {up})\" = {us} ] && kill -9 {up}\n\
-             rm -f {index}\n\
-             rmdir {index_dir} 2>/dev/null\n\
-             echo done\n",
+             [ \"$(start_of {up})\" = {us} ] && kill -9 {up}\n",
             ip = h.init.pid,
             is = h.init.start,
             up = h.unshare.pid,
@@ -491,15 +484,11 @@ pub fn watchdog_script(record: &NetnsRecord, owner: u32, index_entry: &Path) -> 
     let namespaces: Vec<String> = record.all_namespaces().map(|n| quote(n)).collect();
     let pinned: Vec<String> = record.all_pinned().map(|f| quote(&f.display().to_string())).collect();
     format!(
-        "{wait}\
-         for ns in {ns}; do ip netns pids \"$ns\" 2>/dev/null | xargs -r kill -9; done\n\
+        "for ns in {ns}; do ip netns pids \"$ns\" 2>/dev/null | xargs -r kill -9; done\n\
          sleep 0.2\n\
          for f in {pinned}; do umount -l \"$f\" 2>/dev/null; done\n\
          umount -l {ns_dir} 2>/dev/null\n\
-         for ns in {ns}; do ip netns del \"$ns\" 2>/dev/null; done\n\
-         rm -f {index}\n\
-         rmdir {index_dir} 2>/dev/null\n\
-         echo done\n",
+         for ns in {ns}; do ip netns del \"$ns\" 2>/dev/null; done\n",
         ns = namespaces.join(" "),
         pinned = pinned.join(" "),
         ns_dir = quote(&record.ns_dir.display().to_string()),
