@@ -63,7 +63,15 @@ pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary])
                 Ok(result)
             })();
             lab.set_paused(false)?;
-            outcome.extend(result?);
+            match result {
+                Ok(result) => outcome.extend(result),
+                Err(e) => {
+                    // Its lab is gone already (a failed build removes itself): its scenarios are
+                    // not run, the run has failed, and the summary and report still follow.
+                    eprintln!("\n{} could not get a lab of its own: {e:#}\n", binary.priority());
+                    outcome.extend(runner::run_scenarios(group, dir, &logs, &criteria, true)?);
+                }
+            }
         } else {
             let skip = !outcome.passed;
             outcome.extend(runner::run_scenarios(group, dir, &logs, &criteria, skip)?);
