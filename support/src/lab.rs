@@ -9,6 +9,7 @@ use crate::backend::{BackendKind, Host, Underlay};
 use crate::headscale::Headscale;
 use crate::process::{Lifetime, ProcessId};
 use crate::registry::{self, LabRecord, Timings};
+use crate::releases::HeadscaleRelease;
 use crate::spec::{LabSpec, Role, SERVER_NAME, USER};
 use crate::tailscale::Tailscale;
 use crate::tools::Tools;
@@ -50,6 +51,8 @@ impl LabOptions {
 
 pub struct Lab {
     pub record: LabRecord,
+    /// What the running headscale can do, by the version it reports.
+    release: &'static HeadscaleRelease,
     hosts: Vec<Box<dyn Host>>,
     underlay: Box<dyn Underlay>,
     /// Built by this process (removed by it) rather than attached to.
@@ -61,11 +64,14 @@ impl Lab {
     /// Build a lab from nothing. On any failure, everything already made is removed before
     /// the error returns.
     pub fn build(options: LabOptions) -> Result<Lab> {
-        let started = Instant::now();
         budget::set_backend_scale(options.backend.time_scale());
         prereq::ensure(options.backend)?;
         registry::ensure_labs_dir()?;
         let tools = Tools::resolve()?;
+        let release = tools.versions.headscale_release()?;
+        // The lab starts once its programs are there: a first build of a release (minutes) is
+        // not part of the lab's time to converge.
+        let started = Instant::now();
         registry::reclaim_abandoned();
         #[cfg(feature = "libvirt")]
         if options.backend == BackendKind::Libvirt {
@@ -108,7 +114,7 @@ impl Lab {
         registry::index(&record)?;
         // From here the Lab value owns every piece: an error drops it, and Drop removes all
         // there is (a panic too: the value is dropped as it unwinds).
-        let mut lab = Lab { hosts: Vec::new(), underlay, record, owned: true, torn_down: Mutex::new(false) };
+        let mut lab = Lab { hosts: Vec::new(), underlay, record, release, owned: true, torn_down: Mutex::new(false) };
         if !prereq::is_root() {
             // A normal user's lab lives in a user namespace, held by a process that dies with
             // this one (or, detached, lives until `cargo mesh down`).
@@ -158,9 +164,11 @@ impl Lab {
             bail!("lab {} is no longer running: start a new one with `cargo mesh up`", record.run_id);
         }
         budget::set_backend_scale(record.backend.time_scale());
+        let release = record.tools.versions.headscale_release()?;
         // A service this process (re)starts belongs to the lab, not to this process: it must
         // outlive us, and is stopped with the lab, by its recorded pid.
         Ok(Lab {
+            release,
             hosts: make_hosts(&record, Lifetime::Detached)?,
             underlay: make_underlay(&record)?,
             record,
@@ -268,7 +276,11 @@ impl Lab {
             // even when a VM failed, so that the report and teardown know it.
             record.save()?;
             record.tools.versions = versions?;
-            return record.save();
+            record.save()?;
+            // The VMs' images may carry other versions than this machine's (MESH_IMAGES=nix).
+            record.tools.versions.check_window()?;
+            self.release = record.tools.versions.headscale_release()?;
+            return Ok(());
         }
         bail!("this lab has no network record")
     }
@@ -346,7 +358,11 @@ impl Lab {
 
     pub fn headscale(&self) -> Headscale<'_> {
         let server = self.record.spec.server().name.clone();
-        Headscale { host: self.host(&server).expect("the server is a host"), program: self.program(&self.record.tools.headscale) }
+        Headscale {
+            host: self.host(&server).expect("the server is a host"),
+            program: self.program(&self.record.tools.headscale),
+            release: self.release,
+        }
     }
 
     pub fn client(&self, name: &str) -> Result<Tailscale<'_>> {

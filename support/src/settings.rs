@@ -2,10 +2,14 @@
 //! a bad value is a one-line error naming the variable, the value and what it takes.
 //! (Backend, subnets, binaries and `MESH_LAB` are checked where they are read, as richly.)
 
+use crate::version::Version;
 use anyhow::{bail, Result};
 
 /// `1` (on), `0` or unset (off).
 const SWITCHES: &[&str] = &["MESH_VERBOSE", "MESH_QUIET", "MESH_ALLOW_VERSION_MISMATCH"];
+
+/// Releases asked for by number (`--headscale-version`, `--tailscale-version` set them).
+const VERSIONS: &[&str] = &["MESH_HEADSCALE_VERSION", "MESH_TAILSCALE_VERSION"];
 
 pub fn validate() -> Result<()> {
     for var in SWITCHES {
@@ -16,6 +20,9 @@ pub fn validate() -> Result<()> {
         }
     }
     time_scale()?;
+    for var in VERSIONS {
+        version(var)?;
+    }
     crate::budget::soak()?;
     crate::images::ImagesKind::from_env()?;
     if let Ok(v) = std::env::var("MESH_ACCEL") {
@@ -37,6 +44,20 @@ pub fn time_scale() -> Result<f64> {
     match v.trim().parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
         _ => bail!("MESH_TIME_SCALE={v:?} is not a positive number: use e.g. 2 to double every time budget"),
+    }
+}
+
+/// A release asked for by number: `0.27.1` or `v0.27.1`; `None` when unset or empty (the pin).
+pub fn version(var: &str) -> Result<Option<Version>> {
+    match std::env::var(var) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => match v.parse() {
+            Ok(version) => Ok(Some(version)),
+            Err(_) => bail!(
+                "{var}={v:?} is not a release number: give one such as 0.27.1 or v0.27.1, or unset it for the pinned release"
+            ),
+        },
+        Err(_) => Ok(None),
     }
 }
 
