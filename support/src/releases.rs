@@ -41,7 +41,8 @@ pub struct HeadscaleRelease {
     /// The newest tailscale series its capability table names. Newer clients are let in
     /// (nothing refuses them); this is how far upstream tested it.
     pub newest_client_named: Version,
-    /// This series passed every scenario here (else it is known from its source only).
+    /// Which releases of this series passed every scenario here (empty: known from its
+    /// source only).
     pub run_here: &'static str,
 }
 
@@ -55,7 +56,7 @@ pub const HEADSCALE: &[HeadscaleRelease] = &[
         min_client_capver: 90,
         min_client: Version::new(1, 64, 0),
         newest_client_named: Version::new(1, 84, 0),
-        run_here: "0.27.1 with tailscale 1.90.9 (NixOS 25.11's pair)",
+        run_here: "0.27.1 with tailscale 1.90.9 (NixOS 25.11's pair), 61/61, 2026-12-01",
     },
     HeadscaleRelease {
         series: Version::new(0, 28, 0),
@@ -65,6 +66,7 @@ pub const HEADSCALE: &[HeadscaleRelease] = &[
         min_client_capver: 106,
         min_client: Version::new(1, 74, 0),
         newest_client_named: Version::new(1, 92, 0),
+        // 0.28.0 cannot be built here: a dependency's checksum is not served (2026-12).
         run_here: "",
     },
     HeadscaleRelease {
@@ -75,7 +77,7 @@ pub const HEADSCALE: &[HeadscaleRelease] = &[
         min_client_capver: 113,
         min_client: Version::new(1, 80, 0),
         newest_client_named: Version::new(1, 98, 0),
-        run_here: "0.29.3 with tailscale 1.80.3, 1.98.10 and 1.102.5",
+        run_here: "0.29.3 with tailscale 1.98.10 (the pins), 61/61, 2026-12-01",
     },
 ];
 
