@@ -40,12 +40,36 @@ impl LabOptions {
     /// Backend and subnets from the environment, dying with this process.
     pub fn from_env() -> Result<LabOptions> {
         crate::settings::validate()?;
-        Ok(LabOptions {
+        let options = LabOptions {
             backend: BackendKind::from_env()?,
             spec: LabSpec::from_env()?,
             lifetime: Lifetime::WithOwner,
             images: crate::images::ImagesKind::from_env()?.0,
-        })
+        };
+        options.check_client_versions()?;
+        Ok(options)
+    }
+
+    /// `MESH_CLIENT_VERSIONS` names clients of this lab, on a backend whose clients can each
+    /// run their own programs.
+    fn check_client_versions(&self) -> Result<()> {
+        let own = crate::settings::client_versions()?;
+        let clients: Vec<&str> = self.spec.clients().chain(self.spec.late_clients()).map(|c| c.name.as_str()).collect();
+        for host in own.keys() {
+            if !clients.contains(&host.as_str()) {
+                bail!(
+                    "MESH_CLIENT_VERSIONS names {host:?}, which is not a client of the lab: its clients are {}",
+                    clients.join(", ")
+                );
+            }
+        }
+        if !own.is_empty() && self.backend != BackendKind::Netns {
+            bail!(
+                "MESH_CLIENT_VERSIONS works on the netns backend only: a VM image carries one tailscale for every \
+                 client; unset it, or use MESH_BACKEND=netns"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -83,10 +107,10 @@ impl Lab {
         }
         let (run_id, dir) = registry::claim_run_id()?;
         say!(
-            "building lab {run_id} on the {} backend (headscale {}, tailscale {}); its files: {}",
+            "building lab {run_id} on the {} backend (headscale {}, {}); its files: {}",
             options.backend.name(),
             tools.versions.headscale,
-            tools.versions.tailscale,
+            tools.versions.describe_tailscale(),
             dir.display()
         );
         let record = LabRecord {
@@ -369,11 +393,8 @@ impl Lab {
         if self.record.spec.host(name)?.role != Role::Client {
             bail!("{name} is not a client of this lab");
         }
-        Ok(Tailscale {
-            host: self.host(name)?,
-            tailscale: self.program(&self.record.tools.tailscale),
-            tailscaled: self.program(&self.record.tools.tailscaled),
-        })
+        let (tailscale, tailscaled) = self.record.tools.client_programs(name);
+        Ok(Tailscale { host: self.host(name)?, tailscale: self.program(tailscale), tailscaled: self.program(tailscaled) })
     }
 
     pub fn client_names(&self) -> Vec<String> {
@@ -414,10 +435,12 @@ impl Lab {
     /// The argv of an interactive shell in `host`, with the lab's programs on its PATH.
     pub fn shell_argv(&self, host: &str) -> Result<Vec<String>> {
         let tools = &self.record.tools;
-        let dirs: Vec<String> = [&tools.headscale, &tools.tailscale, &tools.tailscaled]
+        let (tailscale, tailscaled) = tools.client_programs(host);
+        let mut dirs: Vec<String> = [tools.headscale.as_path(), tailscale, tailscaled]
             .iter()
             .filter_map(|p| p.parent().map(|d| d.display().to_string()))
             .collect();
+        dirs.dedup();
         Ok(self.host(host)?.shell_argv(&dirs.join(":")))
     }
 

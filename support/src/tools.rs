@@ -9,6 +9,7 @@ use crate::version::Version;
 use crate::{budget, exec, paths};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -81,9 +82,20 @@ impl Release {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tools {
     pub headscale: PathBuf,
+    /// The clients' tailscale and tailscaled, but for those that run their own.
     pub tailscale: PathBuf,
     pub tailscaled: PathBuf,
+    /// Clients that run a release of their own (`MESH_CLIENT_VERSIONS`), by host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clients: BTreeMap<String, ClientTools>,
     pub versions: Versions,
+}
+
+/// One client's own tailscale and tailscaled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientTools {
+    pub tailscale: PathBuf,
+    pub tailscaled: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +103,9 @@ pub struct Versions {
     pub headscale: String,
     pub tailscale: String,
     pub tailscaled: String,
+    /// The tailscaled each client of its own release reports, by host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clients: BTreeMap<String, String>,
 }
 
 impl Versions {
@@ -99,11 +114,30 @@ impl Versions {
         releases::headscale(reported("headscale", &self.headscale)?)
     }
 
-    /// The running headscale lets the running tailscale in (its supported client window).
+    /// The running headscale lets every running tailscale in (its supported client window).
     pub fn check_window(&self) -> Result<()> {
         let server = reported("headscale", &self.headscale)?;
-        let client = reported("tailscale", &self.tailscale)?;
-        releases::headscale(server)?.check_client(server, client, "")
+        let row = releases::headscale(server)?;
+        row.check_client(server, reported("tailscale", &self.tailscale)?, "")?;
+        for (host, version) in &self.clients {
+            row.check_client(server, reported("tailscale", version)?, &format!("{host}'s "))?;
+        }
+        Ok(())
+    }
+
+    /// The tailscale release `client` runs.
+    pub fn client(&self, client: &str) -> &str {
+        self.clients.get(client).unwrap_or(&self.tailscale)
+    }
+
+    /// `tailscale 1.98.10`, or with clients of their own: `tailscale 1.98.10 (client-1 1.80.3,
+    /// client-3 1.90.9)`.
+    pub fn describe_tailscale(&self) -> String {
+        if self.clients.is_empty() {
+            return format!("tailscale {}", self.tailscale);
+        }
+        let own: Vec<String> = self.clients.iter().map(|(host, v)| format!("{host} {v}")).collect();
+        format!("tailscale {} ({})", self.tailscale, own.join(", "))
     }
 }
 
@@ -123,24 +157,45 @@ impl Tools {
     /// before anything is built.
     pub fn resolve() -> Result<Tools> {
         let (headscale, tailscale) = (HEADSCALE.wanted()?, TAILSCALE.wanted()?);
+        let own: BTreeMap<String, Release> = crate::settings::client_versions()?
+            .into_iter()
+            .map(|(host, version)| (host, Release { module: &TAILSCALE, version }))
+            .collect();
         let row = releases::headscale(headscale.version)?;
         row.check_client(headscale.version, tailscale.version, "")?;
+        for (host, release) in &own {
+            row.check_client(headscale.version, release.version, &format!("{host}'s "))?;
+        }
         let hs = locate("headscale", &headscale)?;
         let ts = locate("tailscale", &tailscale)?;
         let tsd = locate("tailscaled", &tailscale)?;
-        let tools = Tools {
-            versions: Versions { headscale: hs.1, tailscale: ts.1, tailscaled: tsd.1 },
+        let mut tools = Tools {
+            versions: Versions { headscale: hs.1, tailscale: ts.1, tailscaled: tsd.1, clients: BTreeMap::new() },
             headscale: hs.0,
             tailscale: ts.0,
             tailscaled: tsd.0,
+            clients: BTreeMap::new(),
         };
+        // A client's own release is always the harness's build of it (MESH_*_BIN and PATH name
+        // the lab's tailscale, not a client's).
+        for (host, release) in &own {
+            let (tailscale, version) = cached_or_built("tailscale", release)?;
+            let (tailscaled, _) = cached_or_built("tailscaled", release)?;
+            tools.clients.insert(host.clone(), ClientTools { tailscale, tailscaled });
+            tools.versions.clients.insert(host.clone(), version);
+        }
         // Binaries given by path may be of other versions (MESH_ALLOW_VERSION_MISMATCH): what
         // they report is what runs, so the table and the window are asked again of that.
         tools.versions.check_window()?;
-        let (server, client) =
-            (reported("headscale", &tools.versions.headscale)?, reported("tailscale", &tools.versions.tailscale)?);
+        let server = reported("headscale", &tools.versions.headscale)?;
         let row = tools.versions.headscale_release()?;
-        if row.newer_than_named(client) {
+        let mut clients: Vec<Version> = vec![reported("tailscale", &tools.versions.tailscale)?];
+        for v in tools.versions.clients.values() {
+            clients.push(reported("tailscale", v)?);
+        }
+        clients.sort();
+        clients.dedup();
+        for client in clients.into_iter().filter(|c| row.newer_than_named(*c)) {
             crate::say!(
                 "note: tailscale {client} is newer than any client headscale {server}'s capability table names (up to {}.{}); \
                  headscale lets newer clients in",
@@ -149,6 +204,14 @@ impl Tools {
             );
         }
         Ok(tools)
+    }
+
+    /// `client`'s tailscale and tailscaled: its own release's, or the lab's.
+    pub fn client_programs(&self, client: &str) -> (&Path, &Path) {
+        match self.clients.get(client) {
+            Some(own) => (&own.tailscale, &own.tailscaled),
+            None => (&self.tailscale, &self.tailscaled),
+        }
     }
 }
 
@@ -189,6 +252,12 @@ fn locate(program: &str, release: &Release) -> Result<(PathBuf, String)> {
             Err(e) => crate::say!("warning: {} does not report its version ({e:#}); ignoring it", path.display()),
         }
     }
+    cached_or_built(program, release)
+}
+
+/// `program` of `release` from the tools' cache, built into it first if it is not there.
+fn cached_or_built(program: &str, release: &Release) -> Result<(PathBuf, String)> {
+    let want = release.version.to_string();
     let cached = cache_dir(release).join(program);
     if !cached.exists() {
         // Test processes start side by side (nextest): one builds, the others wait for it.

@@ -13,7 +13,8 @@ fn mesh(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("MESH_SUBNET_A")
         .env_remove("MESH_SUBNET_B")
         .env_remove("MESH_HEADSCALE_VERSION")
-        .env_remove("MESH_TAILSCALE_VERSION");
+        .env_remove("MESH_TAILSCALE_VERSION")
+        .env_remove("MESH_CLIENT_VERSIONS");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -158,6 +159,24 @@ fn a_release_needing_a_newer_go_gets_that_toolchain_and_names_what_then_fails() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("requires Go 1.27.1") && stderr.contains("GOTOOLCHAIN=go1.27.1"), "no toolchain said: {stderr}");
     assert_refused(&out, &["tailscale 1.104.0 cannot be built here", "dependency gvisor.dev/gvisor@"], &before);
+}
+
+/// Clients of their own releases: an unknown host, a pair without `=`, a bad version, and a
+/// client outside the server's window are each refused before anything is built.
+#[test]
+fn malformed_client_versions_are_refused_naming_the_fix() {
+    let before = our_namespaces();
+    for (value, says) in [
+        ("client-9=1.80.3", &["\"client-9\"", "not a client of the lab", "client-1, client-2, client-3, client-4"][..]),
+        ("client-1:1.80.3", &["has no '='", "client-1=1.80.3,client-2=1.98.10"][..]),
+        ("client-2=1.98", &["\"1.98\" is not a release number"][..]),
+        ("client-1=1.80.3,client-1=1.90.9", &["names client-1 twice"][..]),
+        ("client-3=1.78.1", &["client-3's tailscale 1.78.1", "1.80 and newer"][..]),
+    ] {
+        let out = mesh(&["up"], &[("MESH_CLIENT_VERSIONS", value)]);
+        assert_refused(&out, says, &before);
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("go install"), "{value}: it started building first");
+    }
 }
 
 #[test]
