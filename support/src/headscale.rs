@@ -2,7 +2,8 @@
 
 use crate::backend::Host;
 use crate::exec::Output;
-use crate::spec::{LabSpec, BASE_DOMAIN};
+use crate::releases::HeadscaleRelease;
+use crate::spec::{LabSpec, BASE_DOMAIN, USER};
 use crate::{budget, poll};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
@@ -18,6 +19,8 @@ pub const STUN_PORT: u16 = 3478;
 pub struct Headscale<'a> {
     pub host: &'a dyn Host,
     pub program: String,
+    /// What this release can do (its configuration keys, its CLI's flags).
+    pub release: &'static HeadscaleRelease,
 }
 
 /// A node as `headscale nodes list -o json` shows it (protobuf JSON: false and empty are omitted).
@@ -73,8 +76,24 @@ impl<'a> Headscale<'a> {
 
     /// The configuration: SQLite, a noise key, MagicDNS, the embedded DERP and STUN on the
     /// server's own address, no public DERP map, no update checks, TLS from the lab's CA.
-    /// JSON is YAML, so it is written as JSON.
+    /// JSON is YAML, so it is written as JSON. Keys a release does not have are left out
+    /// (the release table says which): each release is configured with its own keys.
     pub fn config(&self, spec: &LabSpec) -> serde_json::Value {
+        let mut config = self.common_config(spec);
+        let keys = config.as_object_mut().expect("the configuration is an object");
+        if self.release.node_settings {
+            keys.insert("node".into(), json!({ "expiry": "0s", "ephemeral": { "inactivity_timeout": "30m" } }));
+        } else {
+            keys.insert("ephemeral_node_inactivity_timeout".into(), json!("30m"));
+        }
+        if self.release.taildrop_setting {
+            keys.insert("taildrop".into(), json!({ "enabled": false }));
+        }
+        config
+    }
+
+    /// What every release reads alike.
+    fn common_config(&self, spec: &LabSpec) -> serde_json::Value {
         let dir = self.host.state_dir();
         let addr = spec.server().addr;
         json!({
@@ -108,7 +127,6 @@ impl<'a> Headscale<'a> {
                 "update_frequency": "24h"
             },
             "disable_check_updates": true,
-            "node": { "expiry": "0s", "ephemeral": { "inactivity_timeout": "30m" } },
             "database": {
                 "type": "sqlite",
                 "sqlite": { "path": format!("{dir}/db.sqlite"), "write_ahead_log": true }
@@ -126,8 +144,7 @@ impl<'a> Headscale<'a> {
             },
             "unix_socket": format!("{dir}/headscale.sock"),
             "unix_socket_permission": "0770",
-            "logtail": { "enabled": false },
-            "taildrop": { "enabled": false }
+            "logtail": { "enabled": false }
         })
     }
 
@@ -196,9 +213,15 @@ impl<'a> Headscale<'a> {
         }
     }
 
-    /// Every pre-auth key, as `headscale preauthkeys list -o json` shows it.
+    /// Every pre-auth key of the lab, as `headscale preauthkeys list -o json` shows it (every
+    /// client's key is the lab user's: where the release lists one user's keys, that user's).
     pub fn preauth_keys(&self) -> Result<Vec<PreAuthKey>> {
-        let keys = self.cli_json(&["preauthkeys", "list"])?;
+        let user = if self.release.preauth_list_needs_user { Some(self.user_id(USER)?.to_string()) } else { None };
+        let mut args = vec!["preauthkeys", "list"];
+        if let Some(id) = &user {
+            args.extend(["--user", id.as_str()]);
+        }
+        let keys = self.cli_json(&args)?;
         if keys.is_null() {
             return Ok(Vec::new());
         }

@@ -9,6 +9,7 @@ use crate::backend::{BackendKind, Host, Underlay};
 use crate::headscale::Headscale;
 use crate::process::{Lifetime, ProcessId};
 use crate::registry::{self, LabRecord, Timings};
+use crate::releases::HeadscaleRelease;
 use crate::spec::{LabSpec, Role, SERVER_NAME, USER};
 use crate::tailscale::Tailscale;
 use crate::tools::Tools;
@@ -39,17 +40,43 @@ impl LabOptions {
     /// Backend and subnets from the environment, dying with this process.
     pub fn from_env() -> Result<LabOptions> {
         crate::settings::validate()?;
-        Ok(LabOptions {
+        let options = LabOptions {
             backend: BackendKind::from_env()?,
             spec: LabSpec::from_env()?,
             lifetime: Lifetime::WithOwner,
             images: crate::images::ImagesKind::from_env()?.0,
-        })
+        };
+        options.check_client_versions()?;
+        Ok(options)
+    }
+
+    /// `MESH_CLIENT_VERSIONS` names clients of this lab, on a backend whose clients can each
+    /// run their own programs.
+    fn check_client_versions(&self) -> Result<()> {
+        let own = crate::settings::client_versions()?;
+        let clients: Vec<&str> = self.spec.clients().chain(self.spec.late_clients()).map(|c| c.name.as_str()).collect();
+        for host in own.keys() {
+            if !clients.contains(&host.as_str()) {
+                bail!(
+                    "MESH_CLIENT_VERSIONS names {host:?}, which is not a client of the lab: its clients are {}",
+                    clients.join(", ")
+                );
+            }
+        }
+        if !own.is_empty() && self.backend != BackendKind::Netns {
+            bail!(
+                "MESH_CLIENT_VERSIONS works on the netns backend only: a VM image carries one tailscale for every \
+                 client; unset it, or use MESH_BACKEND=netns"
+            );
+        }
+        Ok(())
     }
 }
 
 pub struct Lab {
     pub record: LabRecord,
+    /// What the running headscale can do, by the version it reports.
+    release: &'static HeadscaleRelease,
     hosts: Vec<Box<dyn Host>>,
     underlay: Box<dyn Underlay>,
     /// Built by this process (removed by it) rather than attached to.
@@ -61,11 +88,14 @@ impl Lab {
     /// Build a lab from nothing. On any failure, everything already made is removed before
     /// the error returns.
     pub fn build(options: LabOptions) -> Result<Lab> {
-        let started = Instant::now();
         budget::set_backend_scale(options.backend.time_scale());
         prereq::ensure(options.backend)?;
         registry::ensure_labs_dir()?;
         let tools = Tools::resolve()?;
+        let release = tools.versions.headscale_release()?;
+        // The lab starts once its programs are there: a first build of a release (minutes) is
+        // not part of the lab's time to converge.
+        let started = Instant::now();
         registry::reclaim_abandoned();
         #[cfg(feature = "libvirt")]
         if options.backend == BackendKind::Libvirt {
@@ -77,10 +107,10 @@ impl Lab {
         }
         let (run_id, dir) = registry::claim_run_id()?;
         say!(
-            "building lab {run_id} on the {} backend (headscale {}, tailscale {}); its files: {}",
+            "building lab {run_id} on the {} backend (headscale {}, {}); its files: {}",
             options.backend.name(),
             tools.versions.headscale,
-            tools.versions.tailscale,
+            tools.versions.describe_tailscale(),
             dir.display()
         );
         let record = LabRecord {
@@ -108,7 +138,7 @@ impl Lab {
         registry::index(&record)?;
         // From here the Lab value owns every piece: an error drops it, and Drop removes all
         // there is (a panic too: the value is dropped as it unwinds).
-        let mut lab = Lab { hosts: Vec::new(), underlay, record, owned: true, torn_down: Mutex::new(false) };
+        let mut lab = Lab { hosts: Vec::new(), underlay, record, release, owned: true, torn_down: Mutex::new(false) };
         if !prereq::is_root() {
             // A normal user's lab lives in a user namespace, held by a process that dies with
             // this one (or, detached, lives until `cargo mesh down`).
@@ -158,9 +188,11 @@ impl Lab {
             bail!("lab {} is no longer running: start a new one with `cargo mesh up`", record.run_id);
         }
         budget::set_backend_scale(record.backend.time_scale());
+        let release = record.tools.versions.headscale_release()?;
         // A service this process (re)starts belongs to the lab, not to this process: it must
         // outlive us, and is stopped with the lab, by its recorded pid.
         Ok(Lab {
+            release,
             hosts: make_hosts(&record, Lifetime::Detached)?,
             underlay: make_underlay(&record)?,
             record,
@@ -268,7 +300,11 @@ impl Lab {
             // even when a VM failed, so that the report and teardown know it.
             record.save()?;
             record.tools.versions = versions?;
-            return record.save();
+            record.save()?;
+            // The VMs' images may carry other versions than this machine's (MESH_IMAGES=nix).
+            record.tools.versions.check_window()?;
+            self.release = record.tools.versions.headscale_release()?;
+            return Ok(());
         }
         bail!("this lab has no network record")
     }
@@ -346,18 +382,19 @@ impl Lab {
 
     pub fn headscale(&self) -> Headscale<'_> {
         let server = self.record.spec.server().name.clone();
-        Headscale { host: self.host(&server).expect("the server is a host"), program: self.program(&self.record.tools.headscale) }
+        Headscale {
+            host: self.host(&server).expect("the server is a host"),
+            program: self.program(&self.record.tools.headscale),
+            release: self.release,
+        }
     }
 
     pub fn client(&self, name: &str) -> Result<Tailscale<'_>> {
         if self.record.spec.host(name)?.role != Role::Client {
             bail!("{name} is not a client of this lab");
         }
-        Ok(Tailscale {
-            host: self.host(name)?,
-            tailscale: self.program(&self.record.tools.tailscale),
-            tailscaled: self.program(&self.record.tools.tailscaled),
-        })
+        let (tailscale, tailscaled) = self.record.tools.client_programs(name);
+        Ok(Tailscale { host: self.host(name)?, tailscale: self.program(tailscale), tailscaled: self.program(tailscaled) })
     }
 
     pub fn client_names(&self) -> Vec<String> {
@@ -398,10 +435,12 @@ impl Lab {
     /// The argv of an interactive shell in `host`, with the lab's programs on its PATH.
     pub fn shell_argv(&self, host: &str) -> Result<Vec<String>> {
         let tools = &self.record.tools;
-        let dirs: Vec<String> = [&tools.headscale, &tools.tailscale, &tools.tailscaled]
+        let (tailscale, tailscaled) = tools.client_programs(host);
+        let mut dirs: Vec<String> = [tools.headscale.as_path(), tailscale, tailscaled]
             .iter()
             .filter_map(|p| p.parent().map(|d| d.display().to_string()))
             .collect();
+        dirs.dedup();
         Ok(self.host(host)?.shell_argv(&dirs.join(":")))
     }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`spec`]: the lab as data (subnets, hosts by role);
 //! - [`backend`]: the [`backend::Host`] abstraction and the backends that make hosts;
-//! - [`tools`]: the pinned systems under test, built with `go install`;
+//! - [`tools`]: the systems under test, pinned or asked for by number, built with `go install`;
+//! - [`releases`]: what each headscale release can do, one table; [`version`]: release numbers;
 //! - [`headscale`], [`tailscale`]: the real programs, driven through their CLIs;
 //! - [`lab`]: building and attaching to a whole lab; [`registry`]: finding and removing labs;
 //! - [`fixture`]: the lab scenarios share; [`report`]: criteria and the run's report;
@@ -27,6 +28,7 @@ pub mod poll;
 pub mod prereq;
 pub mod process;
 pub mod registry;
+pub mod releases;
 pub mod report;
 pub mod runner;
 pub mod settings;
@@ -34,6 +36,7 @@ pub mod sockets;
 pub mod spec;
 pub mod tailscale;
 pub mod tools;
+pub mod version;
 pub mod web;
 
 pub use fixture::lab;

@@ -136,18 +136,13 @@ pub struct Scenario {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Versions {
-    pub headscale: String,
-    pub tailscale: String,
-    pub tailscaled: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub backend: String,
     pub lab: String,
     pub date: String,
-    pub versions: Versions,
+    /// The systems under test, as they report their own versions (and each client that runs
+    /// a release of its own, `clients`).
+    pub versions: crate::tools::Versions,
     pub passed: bool,
     pub seconds: f64,
     pub timings: crate::registry::Timings,

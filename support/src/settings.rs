@@ -2,10 +2,15 @@
 //! a bad value is a one-line error naming the variable, the value and what it takes.
 //! (Backend, subnets, binaries and `MESH_LAB` are checked where they are read, as richly.)
 
+use crate::version::Version;
 use anyhow::{bail, Result};
+use std::collections::BTreeMap;
 
 /// `1` (on), `0` or unset (off).
 const SWITCHES: &[&str] = &["MESH_VERBOSE", "MESH_QUIET", "MESH_ALLOW_VERSION_MISMATCH"];
+
+/// Releases asked for by number (`--headscale-version`, `--tailscale-version` set them).
+const VERSIONS: &[&str] = &["MESH_HEADSCALE_VERSION", "MESH_TAILSCALE_VERSION"];
 
 pub fn validate() -> Result<()> {
     for var in SWITCHES {
@@ -16,6 +21,10 @@ pub fn validate() -> Result<()> {
         }
     }
     time_scale()?;
+    for var in VERSIONS {
+        version(var)?;
+    }
+    client_versions()?;
     crate::budget::soak()?;
     crate::images::ImagesKind::from_env()?;
     if let Ok(v) = std::env::var("MESH_ACCEL") {
@@ -40,7 +49,77 @@ pub fn time_scale() -> Result<f64> {
     }
 }
 
+/// A release asked for by number: `0.27.1` or `v0.27.1`; `None` when unset or empty (the pin).
+pub fn version(var: &str) -> Result<Option<Version>> {
+    match std::env::var(var) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => match v.parse() {
+            Ok(version) => Ok(Some(version)),
+            Err(_) => bail!(
+                "{var}={v:?} is not a release number: give one such as 0.27.1 or v0.27.1, or unset it for the pinned release"
+            ),
+        },
+        Err(_) => Ok(None),
+    }
+}
+
+/// `MESH_CLIENT_VERSIONS`: `client-1=1.80.3,client-2=1.98.10`, the clients that run a
+/// tailscale release of their own (the others run `MESH_TAILSCALE_VERSION`'s, or the pin). Its
+/// form only: that each name is a client of the lab is checked against the lab's spec.
+pub fn client_versions() -> Result<BTreeMap<String, Version>> {
+    match std::env::var(CLIENT_VERSIONS) {
+        Ok(text) => parse_client_versions(&text),
+        Err(_) => Ok(BTreeMap::new()),
+    }
+}
+
+const CLIENT_VERSIONS: &str = "MESH_CLIENT_VERSIONS";
+
+fn parse_client_versions(text: &str) -> Result<BTreeMap<String, Version>> {
+    const VAR: &str = CLIENT_VERSIONS;
+    const EXAMPLE: &str = "client-1=1.80.3,client-2=1.98.10";
+    let mut clients = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((host, version)) = entry.split_once('=') else {
+            bail!("{VAR}={text:?}: {entry:?} has no '=': give host=version pairs, separated by commas, e.g. {EXAMPLE}");
+        };
+        let host = host.trim();
+        let Ok(version) = version.parse::<Version>() else {
+            bail!("{VAR}={text:?}: {entry:?}: {:?} is not a release number: give one such as 1.80.3 or v1.80.3", version.trim());
+        };
+        if host.is_empty() {
+            bail!("{VAR}={text:?}: {entry:?} names no host: give host=version pairs, e.g. {EXAMPLE}");
+        }
+        if clients.insert(host.to_string(), version).is_some() {
+            bail!("{VAR}={text:?} names {host} twice: give each client one version");
+        }
+    }
+    Ok(clients)
+}
+
 /// A switch is on.
 pub fn on(var: &str) -> bool {
     std::env::var(var).as_deref() == Ok("1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_versions_are_host_equals_version_pairs() {
+        let got = parse_client_versions("client-1=1.80.3, client-3=v1.102.5,").unwrap();
+        assert_eq!(got.get("client-1"), Some(&Version::new(1, 80, 3)));
+        assert_eq!(got.get("client-3"), Some(&Version::new(1, 102, 5)));
+        assert!(parse_client_versions("").unwrap().is_empty());
+        for (bad, says) in [
+            ("client-1:1.80.3", "has no '='"),
+            ("client-1=1.80", "not a release number"),
+            ("=1.80.3", "names no host"),
+            ("client-1=1.80.3,client-1=1.98.10", "twice"),
+        ] {
+            let err = parse_client_versions(bad).unwrap_err().to_string();
+            assert!(err.contains(says) && err.contains("MESH_CLIENT_VERSIONS"), "{bad}: {err}");
+        }
+    }
 }

@@ -1,45 +1,101 @@
-//! The systems under test, pinned: the one place that names their versions, and how the
+//! The systems under test: the one place that names their pinned versions, and how the
 //! harness gets each program: a binary named by an environment variable, one on PATH, the
-//! cache under `target/`, or a `go install` into that cache.
+//! per-version cache under `target/`, or a `go install` of that release into the cache. A run
+//! may ask for another release by number (`MESH_HEADSCALE_VERSION`, `MESH_TAILSCALE_VERSION`):
+//! it is built the same way, into its own cache folder.
 
+use crate::releases::{self, HeadscaleRelease};
+use crate::version::Version;
 use crate::{budget, exec, paths};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// A Go module release and the commands it provides.
-pub struct Pinned {
+/// A Go module and the commands it provides.
+pub struct Module {
+    /// What users call it: `headscale`, `tailscale`.
+    pub name: &'static str,
     pub module: &'static str,
-    pub version: &'static str,
+    /// The release a run uses unless it asks for another.
+    pub pin: Version,
     pub commands: &'static [&'static str],
     /// Linker flags a release build of this module sets, with `{v}` for the bare version.
     pub ldflags: &'static str,
+    /// The variable that asks for another release: `MESH_HEADSCALE_VERSION`.
+    pub version_var: &'static str,
 }
 
 /// headscale: the newest release the Go module proxy serves here (2026-11).
 /// Its version comes from the module version `go install` records.
-pub const HEADSCALE: Pinned =
-    Pinned { module: "github.com/juanfont/headscale", version: "v0.29.3", commands: &["headscale"], ldflags: "" };
+pub const HEADSCALE: Module = Module {
+    name: "headscale",
+    module: "github.com/juanfont/headscale",
+    pin: Version::new(0, 29, 3),
+    commands: &["headscale"],
+    ldflags: "",
+    version_var: "MESH_HEADSCALE_VERSION",
+};
 
 /// tailscale: the newest v1.98 patch release. v1.98 is the newest client headscale v0.29.3's
 /// capability table names (hscontrol/capver), so it sits inside its supported window.
 /// Its version is stamped by the linker, as tailscale's own build_dist.sh does; without the
-/// stamp it reports `1.98.10-ERR-BuildInfo`.
-pub const TAILSCALE: Pinned = Pinned {
+/// stamp it reports `1.98.10-ERR-BuildInfo`. (Every release from 1.80 to 1.104 has the same
+/// two stamps in `tailscale.com/version`.)
+pub const TAILSCALE: Module = Module {
+    name: "tailscale",
     module: "tailscale.com",
-    version: "v1.98.10",
+    pin: Version::new(1, 98, 10),
     commands: &["tailscale", "tailscaled"],
     ldflags: "-X tailscale.com/version.longStamp={v} -X tailscale.com/version.shortStamp={v}",
+    version_var: "MESH_TAILSCALE_VERSION",
 };
+
+/// One release of a module: what a run uses, and what is built.
+#[derive(Clone, Copy)]
+pub struct Release {
+    pub module: &'static Module,
+    pub version: Version,
+}
+
+impl Module {
+    /// The release this run asks for: its variable (`--headscale-version` sets it), or the pin.
+    pub fn wanted(&'static self) -> Result<Release> {
+        let version = crate::settings::version(self.version_var)?.unwrap_or(self.pin);
+        Ok(Release { module: self, version })
+    }
+}
+
+impl Release {
+    /// `headscale 0.27.1`.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.module.name, self.version)
+    }
+
+    fn is_pin(&self) -> bool {
+        self.version == self.module.pin
+    }
+}
 
 /// The programs one run uses, and the versions they report themselves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tools {
     pub headscale: PathBuf,
+    /// The clients' tailscale and tailscaled, but for those that run their own.
     pub tailscale: PathBuf,
     pub tailscaled: PathBuf,
+    /// Clients that run a release of their own (`MESH_CLIENT_VERSIONS`), by host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clients: BTreeMap<String, ClientTools>,
     pub versions: Versions,
+}
+
+/// One client's own tailscale and tailscaled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientTools {
+    pub tailscale: PathBuf,
+    pub tailscaled: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,20 +103,115 @@ pub struct Versions {
     pub headscale: String,
     pub tailscale: String,
     pub tailscaled: String,
+    /// The tailscaled each client of its own release reports, by host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clients: BTreeMap<String, String>,
+}
+
+impl Versions {
+    /// What the headscale that runs can do, by the version it reports (the release table).
+    pub fn headscale_release(&self) -> Result<&'static HeadscaleRelease> {
+        releases::headscale(reported("headscale", &self.headscale)?)
+    }
+
+    /// The running headscale lets every running tailscale in (its supported client window).
+    pub fn check_window(&self) -> Result<()> {
+        let server = reported("headscale", &self.headscale)?;
+        let row = releases::headscale(server)?;
+        row.check_client(server, reported("tailscale", &self.tailscale)?, "")?;
+        for (host, version) in &self.clients {
+            row.check_client(server, reported("tailscale", version)?, &format!("{host}'s "))?;
+        }
+        Ok(())
+    }
+
+    /// The tailscale release `client` runs.
+    pub fn client(&self, client: &str) -> &str {
+        self.clients.get(client).unwrap_or(&self.tailscale)
+    }
+
+    /// `tailscale 1.98.10`, or with clients of their own: `tailscale 1.98.10 (client-1 1.80.3,
+    /// client-3 1.90.9)`.
+    pub fn describe_tailscale(&self) -> String {
+        if self.clients.is_empty() {
+            return format!("tailscale {}", self.tailscale);
+        }
+        let own: Vec<String> = self.clients.iter().map(|(host, v)| format!("{host} {v}")).collect();
+        format!("tailscale {} ({})", self.tailscale, own.join(", "))
+    }
+}
+
+/// A version a program reported, as a release number.
+fn reported(program: &str, version: &str) -> Result<Version> {
+    version.parse().map_err(|_| {
+        anyhow!(
+            "{program} reports its version as {version:?}, which is not a release number: the harness reads what a \
+             release can do from its number (support/src/releases.rs); use a release build"
+        )
+    })
 }
 
 impl Tools {
-    /// Find or build each program, at its pinned version.
+    /// Find or build each program, at the release the run asks for (the pins by default).
+    /// A headscale the harness has no row for, or a client outside its window, is refused
+    /// before anything is built.
     pub fn resolve() -> Result<Tools> {
-        let headscale = locate("headscale", &HEADSCALE)?;
-        let tailscale = locate("tailscale", &TAILSCALE)?;
-        let tailscaled = locate("tailscaled", &TAILSCALE)?;
-        Ok(Tools {
-            versions: Versions { headscale: headscale.1, tailscale: tailscale.1, tailscaled: tailscaled.1 },
-            headscale: headscale.0,
-            tailscale: tailscale.0,
-            tailscaled: tailscaled.0,
-        })
+        let (headscale, tailscale) = (HEADSCALE.wanted()?, TAILSCALE.wanted()?);
+        let own: BTreeMap<String, Release> = crate::settings::client_versions()?
+            .into_iter()
+            .map(|(host, version)| (host, Release { module: &TAILSCALE, version }))
+            .collect();
+        let row = releases::headscale(headscale.version)?;
+        row.check_client(headscale.version, tailscale.version, "")?;
+        for (host, release) in &own {
+            row.check_client(headscale.version, release.version, &format!("{host}'s "))?;
+        }
+        let hs = locate("headscale", &headscale)?;
+        let ts = locate("tailscale", &tailscale)?;
+        let tsd = locate("tailscaled", &tailscale)?;
+        let mut tools = Tools {
+            versions: Versions { headscale: hs.1, tailscale: ts.1, tailscaled: tsd.1, clients: BTreeMap::new() },
+            headscale: hs.0,
+            tailscale: ts.0,
+            tailscaled: tsd.0,
+            clients: BTreeMap::new(),
+        };
+        // A client's own release is always the harness's build of it (MESH_*_BIN and PATH name
+        // the lab's tailscale, not a client's).
+        for (host, release) in &own {
+            let (tailscale, version) = cached_or_built("tailscale", release)?;
+            let (tailscaled, _) = cached_or_built("tailscaled", release)?;
+            tools.clients.insert(host.clone(), ClientTools { tailscale, tailscaled });
+            tools.versions.clients.insert(host.clone(), version);
+        }
+        // Binaries given by path may be of other versions (MESH_ALLOW_VERSION_MISMATCH): what
+        // they report is what runs, so the table and the window are asked again of that.
+        tools.versions.check_window()?;
+        let server = reported("headscale", &tools.versions.headscale)?;
+        let row = tools.versions.headscale_release()?;
+        let mut clients: Vec<Version> = vec![reported("tailscale", &tools.versions.tailscale)?];
+        for v in tools.versions.clients.values() {
+            clients.push(reported("tailscale", v)?);
+        }
+        clients.sort();
+        clients.dedup();
+        for client in clients.into_iter().filter(|c| row.newer_than_named(*c)) {
+            crate::say!(
+                "note: tailscale {client} is newer than any client headscale {server}'s capability table names (up to {}.{}); \
+                 headscale lets newer clients in",
+                row.newest_client_named.major,
+                row.newest_client_named.minor
+            );
+        }
+        Ok(tools)
+    }
+
+    /// `client`'s tailscale and tailscaled: its own release's, or the lab's.
+    pub fn client_programs(&self, client: &str) -> (&Path, &Path) {
+        match self.clients.get(client) {
+            Some(own) => (&own.tailscale, &own.tailscaled),
+            None => (&self.tailscale, &self.tailscaled),
+        }
     }
 }
 
@@ -69,9 +220,15 @@ pub fn env_var(program: &str) -> String {
     format!("MESH_{}_BIN", program.to_uppercase())
 }
 
-fn locate(program: &str, pin: &Pinned) -> Result<(PathBuf, String)> {
-    let want = bare(pin.version);
+fn locate(program: &str, release: &Release) -> Result<(PathBuf, String)> {
+    let want = release.version.to_string();
     let var = env_var(program);
+    // What a mismatch is measured against: the release asked for by number, or the pin.
+    let asked = if release.is_pin() {
+        format!("this suite pins {want}")
+    } else {
+        format!("{}={want} asks for {want}", release.module.version_var)
+    };
     if let Ok(given) = std::env::var(&var) {
         let path = PathBuf::from(&given);
         if !path.is_file() {
@@ -80,8 +237,7 @@ fn locate(program: &str, pin: &Pinned) -> Result<(PathBuf, String)> {
         let have = version_of(program, &path).with_context(|| format!("{var}={given}"))?;
         if have != want && !crate::settings::on("MESH_ALLOW_VERSION_MISMATCH") {
             bail!(
-                "{var}={given} is {program} {have}, but this suite pins {want}: unset {var} to let the harness build {want}, \
-                 or set MESH_ALLOW_VERSION_MISMATCH=1 to test {have} anyway"
+                "{var}={given} is {program} {have}, but {asked}: unset {var} to let the harness build {want}, or set MESH_ALLOW_VERSION_MISMATCH=1 to test {have} anyway"
             );
         }
         return Ok((path, have));
@@ -90,23 +246,38 @@ fn locate(program: &str, pin: &Pinned) -> Result<(PathBuf, String)> {
         match version_of(program, &path) {
             Ok(have) if have == want => return Ok((path, have)),
             Ok(have) => crate::say!(
-                "warning: {} is {program} {have}, not the pinned {want}; using the pinned build instead",
+                "warning: {} is {program} {have}, not the {want} this run asks for; building or reusing {want} instead",
                 path.display()
             ),
             Err(e) => crate::say!("warning: {} does not report its version ({e:#}); ignoring it", path.display()),
         }
     }
-    let cached = cache_dir(pin).join(program);
+    cached_or_built(program, release)
+}
+
+/// `program` of `release` from the tools' cache, built into it first if it is not there.
+fn cached_or_built(program: &str, release: &Release) -> Result<(PathBuf, String)> {
+    let want = release.version.to_string();
+    let cached = cache_dir(release).join(program);
     if !cached.exists() {
         // Test processes start side by side (nextest): one builds, the others wait for it.
-        let _lock = BuildLock::take(pin)?;
+        let lock = BuildLock::take(release)?;
         if !cached.exists() {
-            go_install(pin)?;
+            if let Err(e) = go_install(release) {
+                if e.is::<NotServed>() {
+                    lock.discard();
+                }
+                return Err(e);
+            }
         }
     }
     let have = version_of(program, &cached)?;
     if have != want {
-        bail!("the cached {} reports {have}, not {want}: delete {} and run again", cached.display(), cache_dir(pin).display());
+        bail!(
+            "the cached {} reports {have}, not {want}: delete {} and run again",
+            cached.display(),
+            cache_dir(release).display()
+        );
     }
     Ok((cached, have))
 }
@@ -134,71 +305,267 @@ pub fn version_of(program: &str, path: &Path) -> Result<String> {
     Ok(bare(word).to_string())
 }
 
-fn cache_dir(pin: &Pinned) -> PathBuf {
-    paths::tools_dir().join(format!("{}@{}", pin.module.replace('/', "_"), pin.version))
+/// One folder a release: `tailscale.com@v1.90.9`.
+fn cache_dir(release: &Release) -> PathBuf {
+    paths::tools_dir().join(format!("{}@{}", release.module.module.replace('/', "_"), release.version.tag()))
 }
 
-/// An exclusive lock on building one pinned module (flock: released when the process ends,
+/// A file or folder beside a release's cache folder: `tailscale.com@v1.90.9.lock`.
+fn beside(release: &Release, suffix: &str) -> PathBuf {
+    let dir = cache_dir(release);
+    let name = format!("{}.{suffix}", dir.file_name().unwrap_or_default().to_string_lossy());
+    dir.with_file_name(name)
+}
+
+/// An exclusive lock on building one release (flock: released when the process ends,
 /// however it ends).
 struct BuildLock {
     /// Held, not read: the lock lives as long as the open file.
     _file: std::fs::File,
+    path: PathBuf,
 }
 
 impl BuildLock {
-    fn take(pin: &Pinned) -> Result<BuildLock> {
+    fn take(release: &Release) -> Result<BuildLock> {
         use std::os::fd::AsRawFd;
         std::fs::create_dir_all(paths::tools_dir())?;
-        let path = cache_dir(pin).with_extension("lock");
+        let path = beside(release, "lock");
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            crate::say!("another run is building {} {}; waiting for it", pin.module, pin.version);
+            crate::say!("another run is building {}; waiting for it", release.describe());
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
                 bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
             }
         }
-        Ok(BuildLock { _file: file })
+        Ok(BuildLock { _file: file, path })
+    }
+
+    /// Remove the lock file of a release that can never be built (a run waiting on it finds
+    /// the same answer from go).
+    fn discard(self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
+/// The go command, and the toolchain it is told to use once a module asked for a newer Go.
+struct GoCommand {
+    go: String,
+    /// `go1.27.1`: set when the module (or a dependency) says it requires a newer Go.
+    toolchain: Option<String>,
+    /// Every go command's output so far; written to `log` when a failure refers to it.
+    output: String,
+    log: PathBuf,
+}
+
+/// go said the module proxy does not serve the release at all: nothing of it can ever be
+/// built, so nothing of the attempt is kept (not even its lock file).
+#[derive(Debug)]
+struct NotServed(String);
+
+impl std::fmt::Display for NotServed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotServed {}
+
+impl GoCommand {
+    /// Run one go command. If go answers that the module requires a newer Go than this one
+    /// (`requires go >= 1.27.1 (running go 1.26.8; GOTOOLCHAIN=local)`), run it again once
+    /// with that toolchain (`GOTOOLCHAIN=go1.27.1`, which the go command fetches from the
+    /// module proxy), and say so.
+    fn run(&mut self, release: &Release, args: &[&str], setup: impl Fn(&mut std::process::Command)) -> Result<exec::Output> {
+        loop {
+            let mut cmd = std::process::Command::new(&self.go);
+            cmd.args(args);
+            setup(&mut cmd);
+            if let Some(t) = &self.toolchain {
+                cmd.env("GOTOOLCHAIN", t);
+            }
+            let shown = format!(
+                "{}go {}",
+                self.toolchain.as_ref().map(|t| format!("GOTOOLCHAIN={t} ")).unwrap_or_default(),
+                args.join(" ")
+            );
+            let out = exec::run("this machine", &shown, cmd, None, budget::go_build())?;
+            self.journal(&out);
+            if out.success() {
+                return Ok(out);
+            }
+            match (required_go(&out.stderr), &self.toolchain) {
+                (Some(needed), None) => {
+                    crate::say!(
+                        "{} requires Go {needed}, newer than this machine's {}: building it with GOTOOLCHAIN=go{needed} \
+                         (the go command fetches that toolchain from the Go module proxy)",
+                        release.describe(),
+                        local_go_version(&self.go)
+                    );
+                    self.toolchain = Some(format!("go{needed}"));
+                }
+                _ => return Err(self.failure(release, &out)),
+            }
+        }
+    }
+
+    fn journal(&mut self, out: &exec::Output) {
+        self.output +=
+            &format!("--- {} → {} after {:.1?}\n{}{}\n", out.command, out.ending(), out.elapsed, out.stdout, out.stderr);
+    }
+
+    /// Write go's whole output beside the cache and name the file.
+    fn save_log(&self) -> String {
+        match std::fs::write(&self.log, &self.output) {
+            Ok(()) => format!("go's output: {}", self.log.display()),
+            Err(e) => format!("go's output could not be saved to {}: {e}", self.log.display()),
+        }
+    }
+
+    /// One line for what go said: the release not served, the toolchain it needs, or the
+    /// dependency that cannot be had, each with its fix.
+    fn failure(&self, release: &Release, out: &exec::Output) -> anyhow::Error {
+        let what = release.describe();
+        let cause = go_cause(&out.stderr).unwrap_or_else(|| format!("`{}` {}", out.command, out.ending()));
+        let main = format!("{}@{}", release.module.module, release.version.tag());
+        if out.timed_out {
+            let log = self.save_log();
+            return anyhow!("building {what} took longer than its budget ({:.0?}): {cause} ({log})", budget::go_build());
+        }
+        if let Some(needed) = required_go(&out.stderr) {
+            let log = self.save_log();
+            return anyhow!(
+                "{what} requires Go {needed}, and even with GOTOOLCHAIN={} go says: {cause}; pick another release ({log})",
+                self.toolchain.as_deref().unwrap_or("local")
+            );
+        }
+        if out.stderr.contains("toolchain not available") || cause.contains("golang.org/toolchain") {
+            let log = self.save_log();
+            return anyhow!(
+                "{what} requires the Go toolchain {}, which the Go module proxy does not serve here: {cause}; pick another release \
+                 ({log})",
+                self.toolchain.as_deref().unwrap_or("it names")
+            );
+        }
+        match failing_module(&cause) {
+            Some(m) if m == main => anyhow::Error::new(NotServed(format!(
+                "{what} is not served by the Go module proxy ({}): pick a release it serves (the pin is {}; see README, Versions)",
+                cause.split_once(": ").map(|(_, c)| c).unwrap_or(&cause),
+                release.module.pin
+            ))),
+            Some(dep) => {
+                let log = self.save_log();
+                anyhow!(
+                    "{what} cannot be built here: its dependency {dep} cannot be had — the Go module proxy does not serve {} ({}); \
+                     pick another release ({log})",
+                    if cause.contains("verifying module") { "its checksum" } else { "it" },
+                    proxy_answer(&cause)
+                )
+            }
+            None => {
+                let log = self.save_log();
+                anyhow!("building {what} failed: {cause} ({log})")
+            }
+        }
+    }
+}
+
+/// `1.27.1` from go's `… requires go >= 1.27.1 (running go 1.26.8; GOTOOLCHAIN=local)`.
+fn required_go(stderr: &str) -> Option<String> {
+    let (_, rest) = stderr.split_once("requires go >= ")?;
+    let version: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    (!version.is_empty()).then_some(version)
+}
+
+/// The machine's own Go: `go1.26.8`.
+fn local_go_version(go: &str) -> String {
+    exec::local(&[go, "env", "GOVERSION"], budget::command())
+        .ok()
+        .filter(|o| o.success())
+        .map(|o| o.stdout.trim().to_string())
+        .unwrap_or_else(|| "Go".into())
+}
+
+/// go's error, as one line: its last line that is not progress (`go: downloading …`), with
+/// the proxy's own explanation (`server response: …`) after it.
+fn go_cause(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let response = lines.iter().find_map(|l| l.strip_prefix("server response: ")).map(str::to_string);
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| !l.starts_with("go: downloading ") && !l.starts_with("go: finding ") && !l.starts_with("server response: "))?;
+    let last = last.strip_prefix("go: ").unwrap_or(last);
+    Some(match response {
+        Some(r) if !last.contains(&r) => format!("{last}: {r}"),
+        _ => last.to_string(),
+    })
+}
+
+/// What the proxy answered, from go's `… reading https://…/v1.info: 403 Forbidden: …`.
+fn proxy_answer(cause: &str) -> &str {
+    match cause.rsplit_once(": reading ").and_then(|(_, url)| url.split_once(": ")) {
+        Some((_, answer)) => answer,
+        None => cause,
+    }
+}
+
+/// The module whose fetch failed, from go's error line: the `path@version` that a
+/// `reading https://…` or `verifying …` is about.
+fn failing_module(cause: &str) -> Option<String> {
+    let about = cause.split(": reading ").next().unwrap_or(cause);
+    let about = about.split(": verifying").next().unwrap_or(about);
+    about.split([' ', ':']).rev().find(|w| w.contains('@') && !w.starts_with("http")).map(str::to_string)
+}
+
 /// `go install module/cmd/X@version` for every command of the module, into the cache.
-fn go_install(pin: &Pinned) -> Result<()> {
+fn go_install(release: &Release) -> Result<()> {
     let go = on_path("go").context(
         "Go is needed to build the systems under test: install Go 1.21 or newer (it fetches the toolchain the \
          modules ask for from the Go module proxy), or point MESH_HEADSCALE_BIN, MESH_TAILSCALE_BIN and \
-         MESH_TAILSCALED_BIN at binaries of the pinned versions",
+         MESH_TAILSCALED_BIN at binaries of the versions to test",
     )?;
-    let dir = cache_dir(pin);
-    let partial = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial)?;
+    let module = release.module;
+    let tag = release.version.tag();
+    let dir = cache_dir(release);
+    let partial = beside(release, "partial");
+    let log = beside(release, "build.log");
+    let _ = std::fs::remove_file(&log);
     let started = Instant::now();
-    let targets: Vec<String> = pin.commands.iter().map(|c| format!("{}/cmd/{c}@{}", pin.module, pin.version)).collect();
+    let targets: Vec<String> = module.commands.iter().map(|c| format!("{}/cmd/{c}@{tag}", module.module)).collect();
     crate::say!("building {} with `go install` into {} (once; later runs reuse it) …", targets.join(" "), dir.display());
-    let go = go.display().to_string();
+    let mut go = GoCommand { go: go.display().to_string(), toolchain: None, output: String::new(), log };
     // The module proxy here refuses a module's version list, which `go install pkg@v` reads for
     // deprecation notices. Downloading the exact version first, then serving the module cache
     // as the first proxy, answers that read locally; everything else still comes from the proxy.
-    let download = format!("{}@{}", pin.module, pin.version);
-    exec::local(&[&go, "mod", "download", &download], budget::go_build())?
-        .check()
-        .context("fetching the module from the Go module proxy")?;
-    let modcache = exec::local(&[&go, "env", "GOMODCACHE"], budget::command())?.check()?.stdout.trim().to_string();
-    let upstream = exec::local(&[&go, "env", "GOPROXY"], budget::command())?.check()?.stdout.trim().to_string();
-    let mut cmd = std::process::Command::new(&go);
-    cmd.arg("install");
-    if !pin.ldflags.is_empty() {
-        cmd.arg(format!("-ldflags={}", pin.ldflags.replace("{v}", bare(pin.version))));
+    // The download is also where a release the proxy does not serve, or one that requires a
+    // newer Go, shows itself: within a second.
+    let download = format!("{}@{tag}", module.module);
+    go.run(release, &["mod", "download", &download], |_| {})?;
+    let modcache = go.run(release, &["env", "GOMODCACHE"], |_| {})?.stdout.trim().to_string();
+    let upstream = go.run(release, &["env", "GOPROXY"], |_| {})?.stdout.trim().to_string();
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial)?;
+    let mut args = vec!["install".to_string()];
+    if !module.ldflags.is_empty() {
+        args.push(format!("-ldflags={}", module.ldflags.replace("{v}", &release.version.to_string())));
     }
-    cmd.args(&targets)
-        .current_dir(&partial)
-        .env("GOBIN", &partial)
-        .env("GOPROXY", format!("file://{modcache}/cache/download,{upstream}"));
-    let shown = format!("go install {}", targets.join(" "));
-    exec::run("this machine", &shown, cmd, None, budget::go_build())?.check().context("building the systems under test")?;
+    args.extend(targets.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let installed = go.run(release, &args, |cmd| {
+        cmd.current_dir(&partial).env("GOBIN", &partial).env("GOPROXY", format!("file://{modcache}/cache/download,{upstream}"));
+    });
+    if let Err(e) = installed {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&partial, &dir)?;
-    crate::say!("built {} {} in {:.0?}", pin.module, pin.version, started.elapsed());
+    crate::say!(
+        "built {} in {:.0?}{}",
+        release.describe(),
+        started.elapsed(),
+        go.toolchain.map(|t| format!(" with GOTOOLCHAIN={t}")).unwrap_or_default()
+    );
     Ok(())
 }
 
@@ -210,5 +577,24 @@ mod tests {
     fn versions_compare_without_their_v() {
         assert_eq!(bare("v1.98.10"), bare("1.98.10"));
         assert_eq!(env_var("tailscaled"), "MESH_TAILSCALED_BIN");
+    }
+
+    /// go's own words, as it printed them here (2026-12-01).
+    #[test]
+    fn what_go_says_is_read_as_its_cause() {
+        let not_served = "go: github.com/juanfont/headscale@v0.30.0: reading https://proxy.golang.org/github.com/juanfont/headscale/@v/v0.30.0.info: 403 Forbidden\n\tserver response: This module version is not available.\n";
+        let cause = go_cause(not_served).unwrap();
+        assert!(cause.ends_with("403 Forbidden: This module version is not available."), "{cause}");
+        assert_eq!(failing_module(&cause).as_deref(), Some("github.com/juanfont/headscale@v0.30.0"));
+        assert_eq!(proxy_answer(&cause), "403 Forbidden: This module version is not available.");
+
+        let toolchain = "go: tailscale.com@v1.104.0 requires go >= 1.27.1 (running go 1.26.8; GOTOOLCHAIN=local)\n";
+        assert_eq!(required_go(toolchain).as_deref(), Some("1.27.1"));
+        assert_eq!(required_go(not_served), None);
+
+        let dependency = "go: downloading github.com/pelletier/go-toml/v2 v2.2.4\n/root/go/pkg/mod/github.com/juanfont/headscale@v0.28.0/hscontrol/tailsql.go:10:2: github.com/tailscale/tailsql@v0.0.0-20260105194658-001575c3ca09: verifying module: github.com/tailscale/tailsql@v0.0.0-20260105194658-001575c3ca09: reading https://proxy.golang.org/sumdb/sum.golang.org/lookup/github.com/tailscale/tailsql@v0.0.0-20260105194658-001575c3ca09: 404 Not Found\n";
+        let cause = go_cause(dependency).unwrap();
+        assert_eq!(failing_module(&cause).as_deref(), Some("github.com/tailscale/tailsql@v0.0.0-20260105194658-001575c3ca09"));
+        assert_eq!(proxy_answer(&cause), "404 Not Found");
     }
 }

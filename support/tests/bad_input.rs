@@ -1,16 +1,32 @@
 //! Bad input to `cargo mesh`: each is one line naming the cause and the fix, a non-zero exit,
 //! no panic, and nothing left behind. These drive the real `mesh` binary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 fn mesh(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesh"));
-    cmd.args(args).env_remove("MESH_LAB").env_remove("MESH_BACKEND").env_remove("MESH_SUBNET_A").env_remove("MESH_SUBNET_B");
+    cmd.args(args)
+        .env_remove("MESH_LAB")
+        .env_remove("MESH_BACKEND")
+        .env_remove("MESH_SUBNET_A")
+        .env_remove("MESH_SUBNET_B")
+        .env_remove("MESH_HEADSCALE_VERSION")
+        .env_remove("MESH_TAILSCALE_VERSION")
+        .env_remove("MESH_CLIENT_VERSIONS");
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.output().expect("the mesh binary runs")
+}
+
+/// Where built releases are cached (`MESH_TOOLS_DIR`, else the checkout's `target/mesh-tools`).
+fn tools_dir() -> PathBuf {
+    match std::env::var_os("MESH_TOOLS_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/mesh-tools"),
+    }
 }
 
 /// Namespaces of this tool on the machine right now.
@@ -71,6 +87,96 @@ fn a_binary_of_the_wrong_version_is_refused_naming_both_versions() {
     let out = mesh(&["up"], &[("MESH_HEADSCALE_BIN", fake.to_str().unwrap())]);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_refused(&out, &["0.22.0", "0.29.3", "unset MESH_HEADSCALE_BIN"], &before);
+}
+
+#[test]
+fn a_malformed_version_is_refused_naming_the_form_it_takes() {
+    let before = our_namespaces();
+    let out = mesh(&["up", "--headscale-version", "0.27"], &[]);
+    assert_refused(&out, &["MESH_HEADSCALE_VERSION=\"0.27\"", "not a release number", "0.27.1 or v0.27.1"], &before);
+    for bad in ["v1.90", "1.90.9-rc1", "latest"] {
+        let out = mesh(&["check"], &[("MESH_TAILSCALE_VERSION", bad)]);
+        assert_refused(&out, &["MESH_TAILSCALE_VERSION", bad, "not a release number"], &before);
+    }
+}
+
+/// The release table has no row for the series: refused before anything is fetched.
+#[test]
+fn a_headscale_series_the_harness_does_not_know_is_refused_with_the_ones_it_does() {
+    let before = our_namespaces();
+    let out = mesh(&["up", "--headscale-version", "0.26.1"], &[]);
+    assert_refused(&out, &["headscale 0.26.1", "0.27.x, 0.28.x, 0.29.x", "support/src/releases.rs"], &before);
+}
+
+/// A client older than the server lets in is named before anything is built.
+#[test]
+fn a_client_outside_the_servers_window_is_refused_with_the_window() {
+    let before = our_namespaces();
+    let started = Instant::now();
+    let out = mesh(&["up", "--tailscale-version", "1.78.1"], &[]);
+    assert_refused(&out, &["tailscale 1.78.1", "headscale 0.29.3", "1.80 and newer", "MESH_TAILSCALE_VERSION"], &before);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("go install"), "it started building first");
+    assert!(started.elapsed() < Duration::from_secs(10), "it took {:?}", started.elapsed());
+}
+
+/// A release the Go module proxy does not serve: go says so at once; nothing of the attempt
+/// stays in the tools' cache. (Asks the real proxy, as every build does.)
+#[test]
+fn a_release_the_proxy_does_not_serve_fails_within_seconds() {
+    let before = our_namespaces();
+    let started = Instant::now();
+    let out = mesh(&["up", "--headscale-version", "0.29.9"], &[]);
+    assert_refused(&out, &["headscale 0.29.9 is not served by the Go module proxy", "pick a release it serves"], &before);
+    assert!(started.elapsed() < Duration::from_secs(30), "it took {:?} to say so", started.elapsed());
+    let left: Vec<_> = std::fs::read_dir(tools_dir())
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains("@v0.29.9")).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the attempt left {left:?} in {}", tools_dir().display());
+}
+
+/// A served release whose dependency is not: headscale 0.28.0 needs a checksum of
+/// github.com/tailscale/tailsql the proxy does not serve (2026-12). go says so while it
+/// fetches the dependencies, before compiling anything; the error names the dependency.
+#[test]
+fn an_unbuildable_release_names_the_dependency_that_cannot_be_had() {
+    let before = our_namespaces();
+    let out = mesh(&["up", "--headscale-version", "0.28.0"], &[]);
+    assert_refused(
+        &out,
+        &["headscale 0.28.0 cannot be built here", "dependency github.com/tailscale/tailsql@", "go's output"],
+        &before,
+    );
+    assert!(!tools_dir().join("github.com_juanfont_headscale@v0.28.0").exists(), "a failed build was cached");
+}
+
+/// A release that requires a newer Go than the machine's gets the toolchain go names, and says
+/// so: tailscale 1.104.0 requires Go 1.27.1 (served), and then a gvisor version it needs is
+/// not served (2026-12), which the error names.
+#[test]
+fn a_release_needing_a_newer_go_gets_that_toolchain_and_names_what_then_fails() {
+    let before = our_namespaces();
+    let out = mesh(&["up", "--tailscale-version", "1.104.0"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("requires Go 1.27.1") && stderr.contains("GOTOOLCHAIN=go1.27.1"), "no toolchain said: {stderr}");
+    assert_refused(&out, &["tailscale 1.104.0 cannot be built here", "dependency gvisor.dev/gvisor@"], &before);
+}
+
+/// Clients of their own releases: an unknown host, a pair without `=`, a bad version, and a
+/// client outside the server's window are each refused before anything is built.
+#[test]
+fn malformed_client_versions_are_refused_naming_the_fix() {
+    let before = our_namespaces();
+    for (value, says) in [
+        ("client-9=1.80.3", &["\"client-9\"", "not a client of the lab", "client-1, client-2, client-3, client-4"][..]),
+        ("client-1:1.80.3", &["has no '='", "client-1=1.80.3,client-2=1.98.10"][..]),
+        ("client-2=1.98", &["\"1.98\" is not a release number"][..]),
+        ("client-1=1.80.3,client-1=1.90.9", &["names client-1 twice"][..]),
+        ("client-3=1.78.1", &["client-3's tailscale 1.78.1", "1.80 and newer"][..]),
+    ] {
+        let out = mesh(&["up"], &[("MESH_CLIENT_VERSIONS", value)]);
+        assert_refused(&out, says, &before);
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("go install"), "{value}: it started building first");
+    }
 }
 
 #[test]

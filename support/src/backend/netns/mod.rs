@@ -4,7 +4,7 @@
 //!
 //! The subnets are bridges inside a router namespace; nothing is added to the machine's own
 //! namespace, the router has no interface that leaves the lab, and no namespace has a
-//! default route.
+//! default route that leads anywhere: a host's is `unreachable` (see [`create`]).
 //!
 //! As root the namespaces are made on the machine itself; as a normal user, inside a user
 //! namespace held for the lab ([`userns`]). Either way the same commands build the lab: as a
@@ -171,12 +171,19 @@ pub fn create(
         ip(record, &["-n", ns, "link", "set", "lo", "up"])?;
         ip(record, &["-n", ns, "addr", "add", &format!("{}/{}", h.addr, subnet.net.prefix_len()), "dev", "eth0"])?;
         ip(record, &["-n", ns, "link", "set", "eth0", "up"])?;
-        // No default route: a host reaches only the lab's subnets, so anything aimed elsewhere
-        // (tailscale's bootstrap DNS tries public DERP servers when a dial fails) fails at
-        // once with "network unreachable", before a packet exists.
+        // A host reaches only the lab's subnets, so anything aimed elsewhere (tailscale's
+        // bootstrap DNS tries public DERP servers when a dial fails) fails at once, before a
+        // packet exists. The IPv4 default route is of type `unreachable` rather than missing:
+        // a real host has a default route, and tailscaled behaves differently without one —
+        // with no default route interface its dialer takes every change of the interfaces
+        // (its own tailscale0 losing its addresses included) for one that breaks every
+        // connection, and closes them all, so `tailscale logout` (1.90.9) loses its own
+        // register request about half the time (README, "What the real programs do").
+        // tailscaled reads the default route from /proc/net/route, where this one is `*`.
         for other in spec.subnets.iter().filter(|o| o.name != subnet.name) {
             ip(record, &["-n", ns, "route", "add", &other.net.to_string(), "via", &subnet.router.to_string()])?;
         }
+        ip(record, &["-n", ns, "route", "add", "unreachable", "default"])?;
         make_host_filesystem(record, &h.name, lab_dir, etc_files, lifetime)?;
     }
     Ok(())

@@ -4,7 +4,7 @@ use crate::table;
 use anyhow::Result;
 use meshlab::lab::{Lab, LabOptions};
 use meshlab::process::Lifetime;
-use meshlab::report::{read_criteria, read_figures, Report, Versions};
+use meshlab::report::{read_criteria, read_figures, Report};
 use meshlab::runner::{self, RunOutcome};
 use meshlab::say;
 use std::path::PathBuf;
@@ -86,11 +86,7 @@ pub fn report(lab: &Lab, outcome: &RunOutcome, started: Instant) -> Report {
         backend: r.backend.name().into(),
         lab: r.run_id.clone(),
         date: now_utc(),
-        versions: Versions {
-            headscale: r.tools.versions.headscale.clone(),
-            tailscale: r.tools.versions.tailscale.clone(),
-            tailscaled: r.tools.versions.tailscaled.clone(),
-        },
+        versions: r.tools.versions.clone(),
         passed: outcome.passed,
         seconds: started.elapsed().as_secs_f64(),
         timings: r.timings.clone(),
@@ -124,13 +120,13 @@ fn print_summary(report: &Report) {
     }
     let passed = report.scenarios.iter().filter(|s| s.status == "passed").count();
     println!(
-        "{} — {passed}/{} scenarios passed in {:.1}s on the {} backend; headscale {}, tailscale {}; lab memory peak {:.0} MiB",
+        "{} — {passed}/{} scenarios passed in {:.1}s on the {} backend; headscale {}, {}; lab memory peak {:.0} MiB",
         if report.passed { "PASSED" } else { "FAILED" },
         report.scenarios.len(),
         report.seconds,
         report.backend,
         report.versions.headscale,
-        report.versions.tailscale,
+        report.versions.describe_tailscale(),
         report.peak_rss_mib
     );
 }

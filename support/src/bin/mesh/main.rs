@@ -87,14 +87,24 @@ struct LabArgs {
     /// Subnet B, behind NAT: client-2's and client-3's (default 10.0.0.0/24). Overrides MESH_SUBNET_B.
     #[arg(long, value_name = "CIDR")]
     subnet_b: Option<String>,
+    /// The headscale release to build and test, e.g. 0.27.1 (default: the pin). Overrides MESH_HEADSCALE_VERSION.
+    #[arg(long, value_name = "VERSION")]
+    headscale_version: Option<String>,
+    /// The tailscale release to build and test, e.g. 1.90.9 (default: the pin). Overrides MESH_TAILSCALE_VERSION.
+    #[arg(long, value_name = "VERSION")]
+    tailscale_version: Option<String>,
 }
 
 impl LabArgs {
     /// Flags become the environment, so the scenario processes see the same choices.
     fn apply(&self) {
-        for (var, value) in
-            [("MESH_BACKEND", &self.backend), ("MESH_SUBNET_A", &self.subnet_a), ("MESH_SUBNET_B", &self.subnet_b)]
-        {
+        for (var, value) in [
+            ("MESH_BACKEND", &self.backend),
+            ("MESH_SUBNET_A", &self.subnet_a),
+            ("MESH_SUBNET_B", &self.subnet_b),
+            ("MESH_HEADSCALE_VERSION", &self.headscale_version),
+            ("MESH_TAILSCALE_VERSION", &self.tailscale_version),
+        ] {
             if let Some(v) = value {
                 std::env::set_var(var, v);
             }
