@@ -78,7 +78,9 @@ fn pings_peer_over_the_tailnet(#[case] from: &str, #[case] to: &str) -> Result<(
         let stats = ping(lab.host(from)?, ip, 5).map_err(|e| e.context(format!("{from} pinging {to} at {ip}")))?;
         // Latency as ping reports it: the mean round trip. A single late reply is the host's
         // scheduler (five VMs emulated on two cores), not the mesh; every reply must still come.
+        // On emulated hosts it is measured but not held to the limit (the reason says why).
         Criterion::at_most("SC-002", "ping round trip between clients", stats.avg.as_secs_f64() * 1e3, PING_LIMIT_MS, "ms")
+            .unless(lab.emulated())
             .check()
             .map_err(|e| e.context(format!("{from} → {to} at {ip}")))?;
     }
@@ -99,6 +101,7 @@ fn tailscale_ping_reaches_peer(#[case] from: &str, #[case] to: &str) -> Result<(
     let pong = lab.client(from)?.ping(&ip)?;
     meshlab::say!("tailscale ping {from} → {to}: {:?} in {:.1?}", pong.path, pong.latency);
     Criterion::at_most("SC-002", "ping round trip between clients", pong.latency.as_secs_f64() * 1e3, PING_LIMIT_MS, "ms")
+        .unless(lab.emulated())
         .check()
         .map_err(|e| e.context(format!("tailscale ping {from} → {to} via {:?}", pong.path)))?;
     Ok(())

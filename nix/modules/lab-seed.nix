@@ -13,7 +13,7 @@
 #   ssh_host_ed25519_key{,.pub}  the host key the harness pins for this run
 #
 # A oneshot unit copies them into place before network-pre.target, systemd-networkd and sshd:
-# a networkd configuration in /run (MAC match, the address, the routes, no default route, no
+# a networkd configuration in /run (MAC match, the address, the routes, an unreachable default route, no
 # IPv6 link-local or router advertisements), the hostname, /etc/hosts, /etc/resolv.conf (a
 # plain file, which tailscale's MagicDNS then manages directly), root's authorized_keys and the
 # SSH host key. One image serves every run: nothing per-run, and no secret, is in the store.
@@ -135,6 +135,12 @@ in
               echo "Gateway=$gateway"
             done < "$seed/routes"
           fi
+          # A default route that leads nowhere, as a netns host has: nothing leaves the lab,
+          # and tailscaled sees a default route as on a real host.
+          echo
+          echo "[Route]"
+          echo "Type=unreachable"
+          echo "Destination=0.0.0.0/0"
         } > "$network.tmp"
         chmod 0644 "$network.tmp"
         mv -f "$network.tmp" "$network"

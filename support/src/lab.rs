@@ -533,6 +533,20 @@ impl Lab {
         Ok(())
     }
 
+    /// Why a latency limit does not apply to this lab, if it does not: its hosts are VMs
+    /// under QEMU's TCG emulation, where every packet's encryption runs on an emulated CPU, so
+    /// a round trip measures the emulator rather than the mesh (5–25 ms on a quiet machine,
+    /// past 50 ms on a busy one). `None` where hosts run at native speed (netns, KVM).
+    pub fn emulated(&self) -> Option<String> {
+        #[cfg(feature = "libvirt")]
+        if let Some(v) = &self.record.libvirt {
+            if v.accel != "kvm" {
+                return Some("the hosts are VMs under QEMU's TCG emulation: a round trip measures the emulated CPU".into());
+            }
+        }
+        None
+    }
+
     pub fn owned(&self) -> bool {
         self.owned
     }

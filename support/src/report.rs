@@ -18,22 +18,46 @@ pub struct Criterion {
     pub limit: f64,
     pub unit: String,
     pub ok: bool,
+    /// Why the limit is not asserted on this run (the figure is still measured and reported):
+    /// where the criterion does not apply, e.g. a latency limit on emulated hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl Criterion {
     /// A figure that must stay at or under its limit (times, latencies).
     pub fn at_most(id: &str, name: &str, measured: f64, limit: f64, unit: &str) -> Criterion {
-        Criterion { id: id.into(), name: name.into(), measured, limit, unit: unit.into(), ok: measured <= limit }
+        Criterion { id: id.into(), name: name.into(), measured, limit, unit: unit.into(), ok: measured <= limit, skipped: None }
     }
 
     /// A figure that must reach its limit (uptime, success rates).
     pub fn at_least(id: &str, name: &str, measured: f64, limit: f64, unit: &str) -> Criterion {
-        Criterion { id: id.into(), name: name.into(), measured, limit, unit: unit.into(), ok: measured >= limit }
+        Criterion { id: id.into(), name: name.into(), measured, limit, unit: unit.into(), ok: measured >= limit, skipped: None }
     }
 
-    /// Record the measurement for the run's report, then require it to pass.
+    /// Measured, but its limit not asserted where `reason` says it does not apply: the report
+    /// shows it as skipped, with the reason, never as passed.
+    pub fn unless(mut self, reason: Option<String>) -> Criterion {
+        self.skipped = reason;
+        self
+    }
+
+    /// `ok`, `FAILED`, or `skipped` where the limit does not apply.
+    pub fn verdict(&self) -> &'static str {
+        match (&self.skipped, self.ok) {
+            (Some(_), _) => "skipped",
+            (None, true) => "ok",
+            (None, false) => "FAILED",
+        }
+    }
+
+    /// Record the measurement for the run's report, then require it to pass (unless skipped).
     pub fn check(self) -> Result<Criterion> {
         record(&self);
+        if let Some(reason) = &self.skipped {
+            crate::say!("{} measured {:.3} {}, limit {} not asserted: {reason}", self.id, self.measured, self.unit, self.limit);
+            return Ok(self);
+        }
         if !self.ok {
             bail!(
                 "{} failed: {} measured {:.3} {}, limit {} {}",
@@ -101,14 +125,17 @@ pub fn read_figures(path: &std::path::Path) -> Vec<Figure> {
     read_measurements(path).into_iter().filter_map(|m| if let Measurement::Figure(f) = m { Some(f) } else { None }).collect()
 }
 
-/// Read back what tests recorded; for one id measured several times, the worst figure wins.
+/// Read back what tests recorded; for one id measured several times, the worst figure wins
+/// (an asserted measurement over a skipped one).
 pub fn read_criteria(path: &std::path::Path) -> Vec<Criterion> {
     let mut worst: Vec<Criterion> = Vec::new();
     let all = read_measurements(path).into_iter().filter_map(|m| if let Measurement::Criterion(c) = m { Some(c) } else { None });
     for c in all {
         match worst.iter_mut().find(|w| w.id == c.id) {
             Some(w) => {
-                let worse = if w.ok != c.ok {
+                let worse = if w.skipped.is_some() != c.skipped.is_some() {
+                    w.skipped.is_some()
+                } else if w.ok != c.ok {
                     !c.ok
                 } else if c.measured <= c.limit {
                     c.measured > w.measured
@@ -182,5 +209,13 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].measured, 9.0);
+    }
+
+    #[test]
+    fn a_skipped_criterion_is_measured_but_neither_passed_nor_failed() {
+        let c = Criterion::at_most("SC-002", "ping", 61.5, 50.0, "ms").unless(Some("emulated hosts".into()));
+        assert_eq!(c.verdict(), "skipped");
+        assert!(c.check().is_ok());
+        assert_eq!(Criterion::at_most("SC-002", "ping", 61.5, 50.0, "ms").verdict(), "FAILED");
     }
 }

@@ -9,7 +9,7 @@
 //! | `role`                      | `server` or `client`                                       |
 //! | `mac`                       | the MAC address of its lab NIC                             |
 //! | `address`                   | its address with prefix, e.g. `192.168.1.10/24`            |
-//! | `routes`                    | one `DESTINATION GATEWAY` a line; never a default route    |
+//! | `routes`                    | one `DESTINATION GATEWAY` a line; never a default route (the guest adds an `unreachable` one itself) |
 //! | `hosts`                     | the whole /etc/hosts                                       |
 //! | `resolv.conf`               | the whole /etc/resolv.conf                                 |
 //! | `authorized_keys`           | root's SSH keys (the run's key)                            |

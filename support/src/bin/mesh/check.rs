@@ -109,10 +109,15 @@ fn print_summary(report: &Report) {
             c.name.clone(),
             format!("{:.3} {}", c.measured, c.unit),
             format!("{} {}", c.limit, c.unit),
-            if c.ok { "ok" } else { "FAILED" }.into(),
+            c.verdict().into(),
         ]
     }));
     println!("{}", table::render(&rows));
+    for c in report.criteria.iter() {
+        if let Some(reason) = &c.skipped {
+            println!("{} skipped: {reason}", c.id);
+        }
+    }
     if !report.figures.is_empty() {
         let mut rows = vec![vec!["figure".to_string(), "what".into(), "measured".into()]];
         rows.extend(report.figures.iter().map(|f| vec![f.id.clone(), f.name.clone(), format!("{:.3} {}", f.measured, f.unit)]));
