@@ -9,6 +9,10 @@ use std::io::Write;
 /// `cargo mesh check` runs them (it sets this variable).
 pub const CRITERIA_FILE_VAR: &str = "MESH_CRITERIA_FILE";
 
+/// SC-005's limit on the mesh reconnecting after an interruption (a server restart or
+/// upgrade, a cut link), in seconds.
+pub const SC005_RECONNECT_S: f64 = 30.0;
+
 /// One success criterion as measured: a figure against its limit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Criterion {
@@ -71,6 +75,22 @@ impl Figure {
     }
 }
 
+/// What a scenario prints when it does not apply to this run: `cargo mesh check` reads it
+/// from its output and reports the scenario `skipped` with the reason.
+pub const SKIPPED_MARK: &str = "[mesh] skipped: ";
+
+/// Say that the calling scenario does not apply here, and why; it then returns without
+/// asserting anything. Never a silent pass: the report says `skipped` and the reason.
+pub fn skip(reason: &str) {
+    println!("{SKIPPED_MARK}{reason}");
+    crate::say!("skipped: {reason}");
+}
+
+/// The reason a scenario's output gives for skipping, if it skipped.
+pub fn skipped_in(output: &str) -> Option<String> {
+    output.lines().find_map(|l| l.strip_prefix(SKIPPED_MARK)).map(|r| r.trim().to_string())
+}
+
 /// One line of the measurements file.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -130,9 +150,12 @@ pub fn read_criteria(path: &std::path::Path) -> Vec<Criterion> {
 pub struct Scenario {
     pub id: String,
     pub name: String,
-    /// `passed`, `failed` or `not run`.
+    /// `passed`, `failed`, `skipped` or `not run`.
     pub status: String,
     pub seconds: f64,
+    /// Why it was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
