@@ -82,13 +82,14 @@ pub const SKIPPED_MARK: &str = "[mesh] skipped: ";
 /// Say that the calling scenario does not apply here, and why; it then returns without
 /// asserting anything. Never a silent pass: the report says `skipped` and the reason.
 pub fn skip(reason: &str) {
-    println!("{SKIPPED_MARK}{reason}");
+    // On a line of its own: libtest has printed `test <name> ... ` before it.
+    println!("\n{SKIPPED_MARK}{reason}");
     crate::say!("skipped: {reason}");
 }
 
 /// The reason a scenario's output gives for skipping, if it skipped.
 pub fn skipped_in(output: &str) -> Option<String> {
-    output.lines().find_map(|l| l.strip_prefix(SKIPPED_MARK)).map(|r| r.trim().to_string())
+    output.lines().find_map(|l| l.split_once(SKIPPED_MARK)).map(|(_, r)| r.trim().to_string())
 }
 
 /// One line of the measurements file.
@@ -187,6 +188,15 @@ mod tests {
         let err = Criterion::at_most("SC-002", "ping", 61.5, 50.0, "ms").check().unwrap_err().to_string();
         assert!(err.contains("SC-002") && err.contains("61.5") && err.contains("50"), "{err}");
         assert!(Criterion::at_least("SC-003", "uptime", 99.5, 99.0, "%").check().is_ok());
+    }
+
+    #[test]
+    fn a_skip_is_read_back_from_the_scenarios_output() {
+        let output = "running 1 test\ntest p6 ... \n[mesh] skipped: no older release\nok\n";
+        assert_eq!(skipped_in(output).as_deref(), Some("no older release"));
+        let output = "test p6 ... [mesh] skipped: inline\nok\n";
+        assert_eq!(skipped_in(output).as_deref(), Some("inline"));
+        assert_eq!(skipped_in("test p1 ... ok\n"), None);
     }
 
     #[test]

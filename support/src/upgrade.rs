@@ -32,7 +32,7 @@ impl Plan {
     /// that would not let the run's clients in, is bad input.
     pub fn from_env(backend: BackendKind) -> Result<Plan> {
         let to = HEADSCALE.wanted()?.version;
-        let plan = match crate::settings::version(FROM_VAR)? {
+        let plan = match explicit_from()? {
             Some(from) if from >= to => bail!(
                 "{FROM_VAR}={from} is not older than the headscale it upgrades to ({to}, {} or the pin): give an older \
                  release, e.g. {FROM_VAR}={DEFAULT_FROM}, or a newer {}",
@@ -64,6 +64,18 @@ impl Plan {
         }
         Ok(plan)
     }
+}
+
+/// `MESH_UPGRADE_FROM`, if set.
+fn explicit_from() -> Result<Option<Version>> {
+    crate::settings::version(FROM_VAR)
+}
+
+/// The release a run whose headscale is `to` starts its rehearsal's server at, if it rehearses
+/// one (`cargo mesh matrix` builds it with the rest, before the first lab).
+pub fn from_for(to: Version) -> Result<Option<Version>> {
+    let from = explicit_from()?.unwrap_or(DEFAULT_FROM);
+    Ok((from < to).then_some(from))
 }
 
 /// What the upgrade measured.

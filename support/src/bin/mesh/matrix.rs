@@ -127,7 +127,7 @@ pub fn run(combos: Option<String>, jobs: usize, json: Option<PathBuf>) -> Result
 /// that cannot be built marks its combinations `not built` (with go's cause); the rest run.
 fn build_releases(combos: &[Combo]) -> BTreeMap<String, String> {
     let mut releases: Vec<tools::Release> = Vec::new();
-    for release in combos.iter().flat_map(Combo::releases) {
+    for release in combos.iter().flat_map(needed) {
         if !releases.iter().any(|r| r.module.name == release.module.name && r.version == release.version) {
             releases.push(release);
         }
@@ -151,7 +151,7 @@ fn build_releases(combos: &[Combo]) -> BTreeMap<String, String> {
     }
     let mut not_built = BTreeMap::new();
     for combo in combos {
-        let releases = combo.releases();
+        let releases = needed(combo);
         let failure =
             failed.iter().find(|(f, _)| releases.iter().any(|r| r.module.name == f.module.name && r.version == f.version));
         if let Some((_, cause)) = failure {
@@ -159,6 +159,16 @@ fn build_releases(combos: &[Combo]) -> BTreeMap<String, String> {
         }
     }
     not_built
+}
+
+/// Every release a combination's check runs: its own, and the older headscale its upgrade
+/// rehearsal (P6) starts at.
+fn needed(combo: &Combo) -> Vec<tools::Release> {
+    let mut all = combo.releases();
+    if let Ok(Some(from)) = meshlab::upgrade::from_for(combo.headscale) {
+        all.push(tools::Release { module: &tools::HEADSCALE, version: from });
+    }
+    all
 }
 
 /// One combination: a child `mesh check` with its versions set, its output in `log`.
