@@ -122,6 +122,25 @@ fn failure_line(log: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
+    /// With the versions left to their defaults (the pins, 0.27.1), netns rehearses and a VM
+    /// lab skips, saying why.
+    #[test]
+    fn a_vm_lab_skips_the_rehearsal_with_its_reason() {
+        let set = |v: &str| std::env::var(v).is_ok_and(|v| !v.is_empty());
+        if set(FROM_VAR) || set(HEADSCALE.version_var) || set(TAILSCALE.version_var) || set("MESH_CLIENT_VERSIONS") {
+            eprintln!("SKIPPED: this test reads the defaults, and this environment sets versions");
+            return;
+        }
+        let netns = Plan::from_env(BackendKind::Netns).unwrap();
+        assert_eq!(netns, Plan::Rehearse { from: DEFAULT_FROM, to: HEADSCALE.pin });
+        match Plan::from_env(BackendKind::Libvirt).unwrap() {
+            Plan::Skip(reason) => assert!(reason.contains("libvirt backend") && reason.contains("netns"), "{reason}"),
+            other => panic!("a VM lab rehearses: {other:?}"),
+        }
+        assert_eq!(from_for(Version::new(0, 27, 1)).unwrap(), None);
+        assert_eq!(from_for(HEADSCALE.pin).unwrap(), Some(DEFAULT_FROM));
+    }
+
     #[test]
     fn the_fatal_line_is_the_one_named() {
         let log = "2026-12-01T00:00:00Z INF Opening database\n\

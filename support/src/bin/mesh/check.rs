@@ -26,6 +26,7 @@ pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
     print_summary(&report);
     write_report(&lab, &report, json.as_ref())?;
     if !outcome.passed {
+        say_if_removed_from_outside(&lab);
         let diagnostics = lab.save_diagnostics();
         say!("diagnostics saved in {}", diagnostics.display());
     }
@@ -59,6 +60,7 @@ pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary])
                 let own = Lab::build(own_options)?;
                 let result = runner::run_scenarios(group, &own.record.dir, &logs, &criteria, false)?;
                 if !result.passed {
+                    say_if_removed_from_outside(&own);
                     say!("diagnostics saved in {}", own.save_diagnostics().display());
                 }
                 own.teardown()?;
@@ -98,6 +100,23 @@ fn own_lab_options(binary: &runner::TestBinary, options: &LabOptions) -> Result<
         Plan::Rehearse { from, .. } => Some(LabOptions { server_from: Some(from), ..own }),
         Plan::Skip(_) => None,
     })
+}
+
+/// What `cargo mesh matrix` looks for in a check's output: the lab was removed by someone else.
+pub const REMOVED_FROM_OUTSIDE: &str = "was removed by another process while its scenarios ran";
+
+/// A lab whose index entry is gone while this process still owns it was removed by another
+/// process (a `cargo mesh down --all`, another checkout's CI cleaning the machine): a scenario
+/// that failed then failed for that, not for the mesh. Say so.
+fn say_if_removed_from_outside(lab: &Lab) {
+    if !lab.record.index_entry().exists() {
+        let id = &lab.record.run_id;
+        eprintln!(
+            "\nlab {id} {REMOVED_FROM_OUTSIDE} (its index entry {} is gone): the failure is that removal's, not the \
+             mesh's; look for a `mesh down --all` run on this machine at that time\n",
+            lab.record.index_entry().display()
+        );
+    }
 }
 
 pub fn report(lab: &Lab, outcome: &RunOutcome, started: Instant) -> Report {

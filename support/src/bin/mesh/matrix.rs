@@ -202,11 +202,15 @@ fn run_one(combo: &Combo, clients: &[String], report_path: &Path, log: PathBuf) 
             };
             row.scenarios = format!("{}/{}{skipped}", count("passed"), report.scenarios.len());
             row.verdict = if status.success() && report.passed { "passed" } else { "failed" }.into();
+            let removed = output.lines().find(|l| l.contains(check::REMOVED_FROM_OUTSIDE));
             row.first_failure = report.scenarios.iter().find(|s| s.status == "failed").map(|s| Failure {
                 scenario: s.name.clone(),
-                cause: cause_in(
-                    &Path::new(&report.artifacts).join("scenarios").join(format!("{}.log", s.id.replace("::", "__"))),
-                ),
+                cause: match removed {
+                    Some(line) => one_line(line),
+                    None => cause_in(
+                        &Path::new(&report.artifacts).join("scenarios").join(format!("{}.log", s.id.replace("::", "__"))),
+                    ),
+                },
             });
             row.report = Some(Path::new(&report.artifacts).join("report.json"));
             row.versions = Some(report.versions);
@@ -214,30 +218,39 @@ fn run_one(combo: &Combo, clients: &[String], report_path: &Path, log: PathBuf) 
         // No report: it stopped before it had a lab (its own error says why).
         (Ok(_), None) => {
             let cause = output.lines().rev().find(|l| l.contains("mesh: error:")).unwrap_or("it wrote no report");
-            row.first_failure =
-                Some(Failure { scenario: "—".into(), cause: one_line(cause.trim_start_matches("mesh: error: ")) });
+            row.first_failure = Some(Failure {
+                scenario: "before any scenario".into(),
+                cause: one_line(cause.trim_start_matches("mesh: error: ")),
+            });
         }
         (Err(e), _) => row.first_failure = Some(Failure { scenario: "—".into(), cause: format!("could not run: {e:#}") }),
     }
     row
 }
 
-/// The one line that says why a scenario failed: the test's `Error: …`, a panic's message, or
-/// the time limit, from its log.
+/// The one line that says why a scenario failed, from its log: the test's `Error: …` with its
+/// causes (anyhow's `Caused by:` lines, empty output left out), a panic's message, or the time
+/// limit.
 fn cause_in(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
+    if let Some(at) = lines.iter().position(|l| l.contains("Error: ")) {
+        let mut parts = vec![lines[at].split_once("Error: ").map(|(_, e)| e.trim()).unwrap_or_default()];
+        let causes = lines[at + 1..].iter().skip_while(|l| l.trim().is_empty() || l.trim() == "Caused by:");
+        parts.extend(causes.take_while(|l| !l.trim().is_empty()).map(|l| l.trim()).filter(|l| !l.ends_with("(empty)")));
+        return one_line(&parts.join(": "));
+    }
     let found = lines
         .iter()
-        .find_map(|l| l.strip_prefix("Error: "))
-        .or_else(|| lines.iter().position(|l| l.contains("panicked at")).and_then(|i| lines.get(i + 1).copied()))
+        .position(|l| l.contains("panicked at"))
+        .and_then(|i| lines.get(i + 1).copied())
         .or_else(|| lines.iter().find(|l| l.contains("killed after its time limit")).copied())
         .unwrap_or("see its log");
     one_line(found)
 }
 
 fn one_line(text: &str) -> String {
-    const MAX: usize = 160;
+    const MAX: usize = 240;
     let text = text.trim();
     match text.char_indices().nth(MAX) {
         Some((at, _)) => format!("{}…", &text[..at]),
@@ -273,4 +286,24 @@ fn print_grid(rows: &[Row], started: Instant) {
         rows.len(),
         started.elapsed().as_secs_f64()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failures_cause_is_its_error_and_what_caused_it() {
+        let dir = std::env::temp_dir().join(format!("mesh-matrix-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("p2.log");
+        let text = "\nrunning 1 test\ntest relays ... Error: client-1 pinging client-2 through DERP\n\nCaused by:\n    on \
+                    client-1: `ping` exited 2\n      stdout: (empty)\n      stderr: ping: connect: No route to host\n\nStack \
+                    backtrace:\n   0: x\n";
+        std::fs::write(&log, text).unwrap();
+        let cause = super::cause_in(&log);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            cause,
+            "client-1 pinging client-2 through DERP: on client-1: `ping` exited 2: stderr: ping: connect: No route to host"
+        );
+    }
 }
