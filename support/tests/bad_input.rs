@@ -197,6 +197,8 @@ fn bad_matrix_combinations_are_refused_before_anything_is_built() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("go install") && !stderr.contains("cargo test"), "{value}: it started building first");
     }
+    let out = mesh(&["matrix"], &[("MESH_UPGRADE_FROM", "0.27.1")]);
+    assert_refused(&out, &["MESH_UPGRADE_FROM=0.27.1 is not older than 0.27.1/1.90.9's headscale"], &before);
     let out = mesh(&["matrix", "--combos", "0.29.3/1.98.10"], &[("MESH_HEADSCALE_BIN", "/usr/bin/true")]);
     assert_refused(&out, &["MESH_HEADSCALE_BIN is set", "unset MESH_HEADSCALE_BIN"], &before);
 }

@@ -14,7 +14,7 @@ use meshlab::combos::{self, Combo};
 use meshlab::lab::LabOptions;
 use meshlab::report::Report;
 use meshlab::tools::{self, Versions};
-use meshlab::{runner, say};
+use meshlab::{runner, say, upgrade};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,11 +58,29 @@ pub fn run(combos: Option<String>, jobs: usize, json: Option<PathBuf>) -> Result
         }
     }
     let clients: Vec<String> = options.spec.clients().chain(options.spec.late_clients()).map(|c| c.name.clone()).collect();
+    let netns = options.backend == meshlab::backend::BackendKind::Netns;
     let combos = match &combos {
         Some(text) => combos::parse(text, &clients)?,
-        None => combos::defaults(),
+        None if netns => combos::defaults(),
+        None => {
+            say!("the default mixed lab is left out: it works on the netns backend only (a VM image carries one tailscale)");
+            combos::defaults().into_iter().filter(|c| !c.is_mixed()).collect()
+        }
     };
-    if options.backend != meshlab::backend::BackendKind::Netns {
+    // Each combination's check rehearses an upgrade from MESH_UPGRADE_FROM to its headscale.
+    if let Some(from) = meshlab::settings::version(upgrade::FROM_VAR)? {
+        if let Some(c) = combos.iter().find(|c| from >= c.headscale) {
+            bail!(
+                "{}={from} is not older than {}'s headscale, which its upgrade rehearsal would upgrade to: drop that \
+                 combination, or unset {} (each check then upgrades from {} where its headscale is newer)",
+                upgrade::FROM_VAR,
+                c.label(),
+                upgrade::FROM_VAR,
+                upgrade::DEFAULT_FROM
+            );
+        }
+    }
+    if !netns {
         if let Some(mixed) = combos.iter().find(|c| c.is_mixed()) {
             bail!(
                 "--combos: {} is a mixed lab, which works on the netns backend only (a VM image carries one tailscale): \
