@@ -402,8 +402,12 @@ impl Lab {
     pub fn headscale(&self) -> Headscale<'_> {
         let server = self.record.spec.server().name.clone();
         let tools = &self.record.tools;
-        let old = *self.old_server.lock().unwrap();
-        let (path, release) = match (old, &tools.upgrade_from) {
+        let mut old = self.old_server.lock().unwrap();
+        // Another process (the rehearsal's test) may have upgraded it since: its record says so.
+        if old.is_some() && LabRecord::load(&self.record.dir).is_ok_and(|r| r.tools.upgrade_from.is_some_and(|f| f.upgraded)) {
+            *old = None;
+        }
+        let (path, release) = match (*old, &tools.upgrade_from) {
             (Some(row), Some(from)) => (&from.headscale, row),
             _ => (&tools.headscale, self.release),
         };

@@ -41,10 +41,16 @@ impl Plan {
             ),
             Some(from) => Plan::Rehearse { from, to },
             None if DEFAULT_FROM >= to => {
+                let older = releases::HEADSCALE.iter().any(|r| r.series < to && !r.series.same_series(&to));
+                let fix = if older {
+                    format!("set {FROM_VAR} to an older release to rehearse an upgrade to {to}")
+                } else {
+                    "the harness drives no older series (support/src/releases.rs), so there is nothing to upgrade from".into()
+                };
                 return Ok(Plan::Skip(format!(
                     "the run's headscale {to} is not newer than {DEFAULT_FROM}, the release the rehearsal upgrades from by \
-                     default: set {FROM_VAR} to an older release to rehearse an upgrade to {to}"
-                )))
+                     default: {fix}"
+                )));
             }
             None => Plan::Rehearse { from: DEFAULT_FROM, to },
         };
