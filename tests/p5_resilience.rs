@@ -5,13 +5,11 @@
 
 use anyhow::{ensure, Context, Result};
 use meshlab::guards::Undo;
-use meshlab::report::{Criterion, Figure};
+use meshlab::report::{Criterion, Figure, SC005_RECONNECT_S};
 use meshlab::{budget, lab, poll};
 use serial_test::serial;
 use std::time::{Duration, Instant};
 
-/// SC-005's limit on reconnecting after an interruption.
-const RECONNECT_LIMIT_S: f64 = 30.0;
 /// How long the mesh must keep working with the control server gone.
 const WITHOUT_CONTROL: Duration = Duration::from_secs(5);
 /// How long a link stays cut.
@@ -63,7 +61,7 @@ fn the_mesh_outlives_its_control_server_and_reconnects_when_it_returns() -> Resu
         ensure!(offline.is_empty(), "offline: {offline:?}");
         Ok(())
     })?;
-    Criterion::at_most("SC-005", "reconnect after an interruption", back.elapsed().as_secs_f64(), RECONNECT_LIMIT_S, "s")
+    Criterion::at_most("SC-005", "reconnect after an interruption", back.elapsed().as_secs_f64(), SC005_RECONNECT_S, "s")
         .check()?;
     let after = registrations()?;
     ensure!(after == before, "registrations changed across the restart (FR-008): before {before:?}, after {after:?}");
@@ -86,7 +84,7 @@ fn a_cut_link_heals_within_30_s() -> Result<()> {
         lab.reaches("client-1", "client-2")?;
         lab.reaches("client-2", "client-1")
     })?;
-    Criterion::at_most("SC-005", "reconnect after an interruption", restored.elapsed().as_secs_f64(), RECONNECT_LIMIT_S, "s")
+    Criterion::at_most("SC-005", "reconnect after an interruption", restored.elapsed().as_secs_f64(), SC005_RECONNECT_S, "s")
         .check()?;
     lab.await_mesh(budget::converge())
 }

@@ -7,20 +7,54 @@
 //! reclaimed by the next run.
 
 use crate::lab::{Lab, LabOptions};
+use crate::upgrade::Plan;
+use anyhow::bail;
 use once_cell::sync::OnceCell;
 
+/// A process has one lab: the shared one, or the upgrade rehearsal's.
 static LAB: OnceCell<Result<&'static Lab, String>> = OnceCell::new();
 
 /// The shared lab. Panics with the build error in every test that asks, if building failed
 /// (or panicked): the build happens once a process, never again per test.
 pub fn lab() -> &'static Lab {
+    once(|| LabOptions::from_env().and_then(Lab::build), |_| Ok(()))
+}
+
+/// The upgrade rehearsal's lab (P6), its server started at the older headscale; `None` when
+/// this run cannot rehearse an upgrade (the backend, the versions), after saying why
+/// (`report::skip`). Attached to when `MESH_LAB` names one that `cargo mesh check` built for it.
+pub fn upgrade_lab() -> Option<&'static Lab> {
+    let backend = crate::backend::BackendKind::from_env().expect("MESH_BACKEND names a backend");
+    let from = match Plan::from_env(backend) {
+        Ok(Plan::Rehearse { from, .. }) => from,
+        Ok(Plan::Skip(reason)) => {
+            crate::report::skip(&reason);
+            return None;
+        }
+        Err(e) => panic!("{e:#}"),
+    };
+    let build = || LabOptions::from_env().and_then(|o| Lab::build(LabOptions { server_from: Some(from), ..o }));
+    Some(once(build, |lab| {
+        if lab.record.tools.upgrade_from.is_none() {
+            bail!(
+                "MESH_LAB names lab {}, whose server did not start at an older headscale: unset MESH_LAB (the test builds \
+                 its own), or let `cargo mesh check` build one",
+                lab.record.run_id
+            );
+        }
+        Ok(())
+    }))
+}
+
+/// The process's lab: attached to (`MESH_LAB`, then checked) or built, once.
+fn once(build: impl FnOnce() -> anyhow::Result<Lab>, check: impl Fn(&Lab) -> anyhow::Result<()>) -> &'static Lab {
     let lab = LAB.get_or_init(|| {
         // A panic while building is kept like an error: left to unwind out of `get_or_init`, it
         // would leave the cell empty, and the next test would build again.
-        let built = std::panic::catch_unwind(|| match std::env::var("MESH_LAB") {
-            Ok(name) if !name.is_empty() => Lab::attach(&name),
-            _ => LabOptions::from_env().and_then(Lab::build),
-        });
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match std::env::var("MESH_LAB") {
+            Ok(name) if !name.is_empty() => Lab::attach(&name).and_then(|lab| check(&lab).map(|()| lab)),
+            _ => build(),
+        }));
         let built = built.unwrap_or_else(|p| Err(anyhow::anyhow!("building it panicked: {}", crate::panics::message(&*p))));
         match built {
             Ok(lab) => {

@@ -40,6 +40,9 @@ pub struct Node {
     pub expiry: Option<Timestamp>,
 }
 
+/// A node's id, hostname, given name and tailnet addresses.
+pub type Identity = (u64, String, String, Vec<String>);
+
 /// A pre-auth key as headscale lists it (protobuf JSON: false is omitted).
 #[derive(Debug, Clone, Deserialize)]
 pub struct PreAuthKey {
@@ -241,6 +244,21 @@ impl<'a> Headscale<'a> {
         let node = self.node(name)?;
         self.cli(&["nodes", "delete", "--identifier", &node.id.to_string(), "--force"])?.check()?;
         Ok(())
+    }
+
+    /// Every node as (id, name, given name, addresses), by id: what must outlive an upgrade.
+    pub fn identities(&self) -> Result<Vec<Identity>> {
+        let mut all: Vec<_> = self.nodes()?.into_iter().map(|n| (n.id, n.name, n.given_name, n.ip_addresses)).collect();
+        all.sort();
+        Ok(all)
+    }
+
+    /// The version this headscale reports: `0.29.3`.
+    pub fn version(&self) -> Result<String> {
+        let out = self.cli(&["version"])?.check()?;
+        // `headscale version v0.29.3`, then its commit and build lines.
+        let word = out.stdout.lines().next().and_then(|l| l.split_whitespace().last()).unwrap_or_default();
+        Ok(word.trim_start_matches('v').to_string())
     }
 
     pub fn node(&self, name: &str) -> Result<Node> {

@@ -34,6 +34,9 @@ pub struct LabOptions {
     pub lifetime: Lifetime,
     /// Where VMs' images come from (the libvirt backend only).
     pub images: crate::images::ImagesKind,
+    /// The headscale release the server starts at, to be upgraded in place to the run's by the
+    /// upgrade rehearsal (`upgrade`); `None`: it runs the run's from the start.
+    pub server_from: Option<crate::version::Version>,
 }
 
 impl LabOptions {
@@ -45,8 +48,10 @@ impl LabOptions {
             spec: LabSpec::from_env()?,
             lifetime: Lifetime::WithOwner,
             images: crate::images::ImagesKind::from_env()?.0,
+            server_from: None,
         };
         options.check_client_versions()?;
+        crate::upgrade::Plan::from_env(options.backend)?;
         Ok(options)
     }
 
@@ -75,8 +80,10 @@ impl LabOptions {
 
 pub struct Lab {
     pub record: LabRecord,
-    /// What the running headscale can do, by the version it reports.
+    /// What the run's headscale can do, by the version it reports.
     release: &'static HeadscaleRelease,
+    /// While an upgrade rehearsal's server still runs its older release: what that one can do.
+    old_server: Mutex<Option<&'static HeadscaleRelease>>,
     hosts: Vec<Box<dyn Host>>,
     underlay: Box<dyn Underlay>,
     /// Built by this process (removed by it) rather than attached to.
@@ -91,8 +98,15 @@ impl Lab {
         budget::set_backend_scale(options.backend.time_scale());
         prereq::ensure(options.backend)?;
         registry::ensure_labs_dir()?;
-        let tools = Tools::resolve()?;
+        let mut tools = Tools::resolve()?;
+        if let Some(from) = options.server_from {
+            if options.backend != BackendKind::Netns {
+                bail!("a server that starts at an older headscale is made on the netns backend only");
+            }
+            tools.add_upgrade_from(from)?;
+        }
         let release = tools.versions.headscale_release()?;
+        let old_server = Mutex::new(old_server_release(&tools)?);
         // The lab starts once its programs are there: a first build of a release (minutes) is
         // not part of the lab's time to converge.
         let started = Instant::now();
@@ -107,9 +121,10 @@ impl Lab {
         }
         let (run_id, dir) = registry::claim_run_id()?;
         say!(
-            "building lab {run_id} on the {} backend (headscale {}, {}); its files: {}",
+            "building lab {run_id} on the {} backend (headscale {}{}, {}); its files: {}",
             options.backend.name(),
             tools.versions.headscale,
+            tools.versions.upgraded_from.as_ref().map(|v| format!(", the server starting at {v}")).unwrap_or_default(),
             tools.versions.describe_tailscale(),
             dir.display()
         );
@@ -138,7 +153,7 @@ impl Lab {
         registry::index(&record)?;
         // From here the Lab value owns every piece: an error drops it, and Drop removes all
         // there is (a panic too: the value is dropped as it unwinds).
-        let mut lab = Lab { hosts: Vec::new(), underlay, record, release, owned: true, torn_down: Mutex::new(false) };
+        let mut lab = Lab { hosts: Vec::new(), underlay, record, release, old_server, owned: true, torn_down: Mutex::new(false) };
         if !prereq::is_root() {
             // A normal user's lab lives in a user namespace, held by a process that dies with
             // this one (or, detached, lives until `cargo mesh down`).
@@ -189,10 +204,12 @@ impl Lab {
         }
         budget::set_backend_scale(record.backend.time_scale());
         let release = record.tools.versions.headscale_release()?;
+        let old_server = Mutex::new(old_server_release(&record.tools)?);
         // A service this process (re)starts belongs to the lab, not to this process: it must
         // outlive us, and is stopped with the lab, by its recorded pid.
         Ok(Lab {
             release,
+            old_server,
             hosts: make_hosts(&record, Lifetime::Detached)?,
             underlay: make_underlay(&record)?,
             record,
@@ -380,13 +397,32 @@ impl Lab {
         self.hosts.iter().map(|h| h.as_ref())
     }
 
+    /// The headscale the server runs now: the run's, or an upgrade rehearsal's older one until
+    /// [`Lab::server_upgraded`].
     pub fn headscale(&self) -> Headscale<'_> {
         let server = self.record.spec.server().name.clone();
-        Headscale {
-            host: self.host(&server).expect("the server is a host"),
-            program: self.program(&self.record.tools.headscale),
-            release: self.release,
+        let tools = &self.record.tools;
+        let mut old = self.old_server.lock().unwrap();
+        // Another process (the rehearsal's test) may have upgraded it since: its record says so.
+        if old.is_some() && LabRecord::load(&self.record.dir).is_ok_and(|r| r.tools.upgrade_from.is_some_and(|f| f.upgraded)) {
+            *old = None;
         }
+        let (path, release) = match (*old, &tools.upgrade_from) {
+            (Some(row), Some(from)) => (&from.headscale, row),
+            _ => (&tools.headscale, self.release),
+        };
+        Headscale { host: self.host(&server).expect("the server is a host"), program: self.program(path), release }
+    }
+
+    /// The server's older headscale has been replaced by the run's: from now on
+    /// [`Lab::headscale`] is the run's (also for processes that attach later: the record says so).
+    pub fn server_upgraded(&self) -> Result<()> {
+        *self.old_server.lock().unwrap() = None;
+        let mut record = self.record.clone();
+        if let Some(from) = record.tools.upgrade_from.as_mut() {
+            from.upgraded = true;
+        }
+        record.save()
     }
 
     pub fn client(&self, name: &str) -> Result<Tailscale<'_>> {
@@ -395,6 +431,16 @@ impl Lab {
         }
         let (tailscale, tailscaled) = self.record.tools.client_programs(name);
         Ok(Tailscale { host: self.host(name)?, tailscale: self.program(tailscale), tailscaled: self.program(tailscaled) })
+    }
+
+    /// Each client's node key, as it reports it: a client that re-registers gets a new one.
+    pub fn node_keys(&self) -> Result<BTreeMap<String, String>> {
+        let mut keys = BTreeMap::new();
+        for name in self.client_names() {
+            let me = self.client(&name)?.status()?.me.ok_or_else(|| anyhow!("{name}'s status has no Self"))?;
+            keys.insert(name, me.public_key);
+        }
+        Ok(keys)
     }
 
     pub fn client_names(&self) -> Vec<String> {
@@ -610,6 +656,17 @@ impl Drop for Lab {
                 say!("teardown of lab {} failed: {e:#}", self.record.run_id);
             }
         }
+    }
+}
+
+/// What the older headscale of an upgrade rehearsal's server can do, while it still runs it.
+fn old_server_release(tools: &Tools) -> Result<Option<&'static HeadscaleRelease>> {
+    match &tools.upgrade_from {
+        Some(from) if !from.upgraded => {
+            let version = from.version.parse().map_err(|_| anyhow!("headscale reports {:?}", from.version))?;
+            Ok(Some(crate::releases::headscale(version)?))
+        }
+        _ => Ok(None),
     }
 }
 

@@ -4,6 +4,8 @@
 //! - [`backend`]: the [`backend::Host`] abstraction and the backends that make hosts;
 //! - [`tools`]: the systems under test, pinned or asked for by number, built with `go install`;
 //! - [`releases`]: what each headscale release can do, one table; [`version`]: release numbers;
+//! - [`combos`]: the version combinations `cargo mesh matrix` runs; [`upgrade`]: the server's
+//!   upgrade in place (P6);
 //! - [`headscale`], [`tailscale`]: the real programs, driven through their CLIs;
 //! - [`lab`]: building and attaching to a whole lab; [`registry`]: finding and removing labs;
 //! - [`fixture`]: the lab scenarios share; [`report`]: criteria and the run's report;
@@ -13,6 +15,7 @@ pub mod progress;
 
 pub mod backend;
 pub mod budget;
+pub mod combos;
 pub mod dns;
 pub mod exec;
 pub mod fixture;
@@ -36,6 +39,7 @@ pub mod sockets;
 pub mod spec;
 pub mod tailscale;
 pub mod tools;
+pub mod upgrade;
 pub mod version;
 pub mod web;
 

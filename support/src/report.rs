@@ -9,6 +9,10 @@ use std::io::Write;
 /// `cargo mesh check` runs them (it sets this variable).
 pub const CRITERIA_FILE_VAR: &str = "MESH_CRITERIA_FILE";
 
+/// SC-005's limit on the mesh reconnecting after an interruption (a server restart or
+/// upgrade, a cut link), in seconds.
+pub const SC005_RECONNECT_S: f64 = 30.0;
+
 /// One success criterion as measured: a figure against its limit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Criterion {
@@ -95,6 +99,23 @@ impl Figure {
     }
 }
 
+/// What a scenario prints when it does not apply to this run: `cargo mesh check` reads it
+/// from its output and reports the scenario `skipped` with the reason.
+pub const SKIPPED_MARK: &str = "[mesh] skipped: ";
+
+/// Say that the calling scenario does not apply here, and why; it then returns without
+/// asserting anything. Never a silent pass: the report says `skipped` and the reason.
+pub fn skip(reason: &str) {
+    // On a line of its own: libtest has printed `test <name> ... ` before it.
+    println!("\n{SKIPPED_MARK}{reason}");
+    crate::say!("skipped: {reason}");
+}
+
+/// The reason a scenario's output gives for skipping, if it skipped.
+pub fn skipped_in(output: &str) -> Option<String> {
+    output.lines().find_map(|l| l.split_once(SKIPPED_MARK)).map(|(_, r)| r.trim().to_string())
+}
+
 /// One line of the measurements file.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,9 +178,12 @@ pub fn read_criteria(path: &std::path::Path) -> Vec<Criterion> {
 pub struct Scenario {
     pub id: String,
     pub name: String,
-    /// `passed`, `failed` or `not run`.
+    /// `passed`, `failed`, `skipped` or `not run`.
     pub status: String,
     pub seconds: f64,
+    /// Why it was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -191,6 +215,15 @@ mod tests {
         let err = Criterion::at_most("SC-002", "ping", 61.5, 50.0, "ms").check().unwrap_err().to_string();
         assert!(err.contains("SC-002") && err.contains("61.5") && err.contains("50"), "{err}");
         assert!(Criterion::at_least("SC-003", "uptime", 99.5, 99.0, "%").check().is_ok());
+    }
+
+    #[test]
+    fn a_skip_is_read_back_from_the_scenarios_output() {
+        let output = "running 1 test\ntest p6 ... \n[mesh] skipped: no older release\nok\n";
+        assert_eq!(skipped_in(output).as_deref(), Some("no older release"));
+        let output = "test p6 ... [mesh] skipped: inline\nok\n";
+        assert_eq!(skipped_in(output).as_deref(), Some("inline"));
+        assert_eq!(skipped_in("test p1 ... ok\n"), None);
     }
 
     #[test]

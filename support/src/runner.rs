@@ -107,10 +107,16 @@ fn wait_within(child: &mut std::process::Child, limit: std::time::Duration, log:
     }
 }
 
-/// Scenarios that break the mesh on purpose (`*_resilience`) get a lab of their own, so the
-/// shared lab's other scenarios never see the damage.
+/// Scenarios that break the mesh on purpose (`*_resilience`) or rebuild its server
+/// (`*_upgrade`) get a lab of their own, so the shared lab's other scenarios never see the
+/// damage.
 pub fn needs_own_lab(binary: &TestBinary) -> bool {
-    binary.name.ends_with("_resilience")
+    binary.name.ends_with("_resilience") || rehearses_upgrade(binary)
+}
+
+/// The upgrade rehearsal (`*_upgrade`): its own lab's server starts at an older headscale.
+pub fn rehearses_upgrade(binary: &TestBinary) -> bool {
+    binary.name.ends_with("_upgrade")
 }
 
 /// Run every test of `binaries` alone, in order, against the lab in `lab_dir`; after the
@@ -131,7 +137,7 @@ pub fn run_scenarios(
             let id = format!("{}::{test}", binary.name);
             let name = format!("{} {}", binary.priority(), test.replace("::", " ").replace('_', " "));
             if failed {
-                scenarios.push(Scenario { id, name, status: "not run".into(), seconds: 0.0 });
+                scenarios.push(Scenario { id, name, status: "not run".into(), seconds: 0.0, reason: None });
                 continue;
             }
             let log_path = logs_dir.join(format!("{}.log", id.replace("::", "__")));
@@ -148,13 +154,24 @@ pub fn run_scenarios(
                 .with_context(|| format!("running {}", binary.path.display()))?;
             let passed = wait_within(&mut child, budget::scenario(), &log_path)?;
             let seconds = started.elapsed().as_secs_f64();
-            say!("{:<70} {} ({seconds:.1}s)", name, if passed { "passed" } else { "FAILED" });
+            let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let reason = if passed { crate::report::skipped_in(&output) } else { None };
+            let status = match (passed, &reason) {
+                (true, Some(_)) => "skipped",
+                (true, None) => "passed",
+                (false, _) => "failed",
+            };
+            say!(
+                "{:<70} {} ({seconds:.1}s){}",
+                name,
+                if passed { status } else { "FAILED" },
+                reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+            );
             if !passed {
-                let output = std::fs::read_to_string(&log_path).unwrap_or_default();
                 eprintln!("\n{name} failed; its output ({}):\n    {}\n", log_path.display(), tail(&output, 30));
                 failed = true;
             }
-            scenarios.push(Scenario { id, name, status: if passed { "passed" } else { "failed" }.into(), seconds });
+            scenarios.push(Scenario { id, name, status: status.into(), seconds, reason });
         }
     }
     Ok(RunOutcome { passed: !failed, scenarios })
@@ -180,9 +197,11 @@ impl RunOutcome {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn only_resilience_scenarios_get_a_lab_of_their_own() {
+    fn only_resilience_and_upgrade_scenarios_get_a_lab_of_their_own() {
         let b = |n: &str| super::TestBinary { name: n.into(), path: "/x".into() };
         assert!(super::needs_own_lab(&b("p5_resilience")));
+        assert!(super::needs_own_lab(&b("p6_upgrade")) && super::rehearses_upgrade(&b("p6_upgrade")));
+        assert!(!super::rehearses_upgrade(&b("p5_resilience")));
         assert!(!super::needs_own_lab(&b("p2_cross_network")));
     }
 

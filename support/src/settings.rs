@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 /// `1` (on), `0` or unset (off).
 const SWITCHES: &[&str] = &["MESH_VERBOSE", "MESH_QUIET", "MESH_ALLOW_VERSION_MISMATCH"];
 
-/// Releases asked for by number (`--headscale-version`, `--tailscale-version` set them).
-const VERSIONS: &[&str] = &["MESH_HEADSCALE_VERSION", "MESH_TAILSCALE_VERSION"];
+/// Releases asked for by number (`--headscale-version`, `--tailscale-version` set them), and
+/// the upgrade rehearsal's starting release.
+const VERSIONS: &[&str] = &["MESH_HEADSCALE_VERSION", "MESH_TAILSCALE_VERSION", crate::upgrade::FROM_VAR];
 
 pub fn validate() -> Result<()> {
     for var in SWITCHES {

@@ -50,6 +50,9 @@ pub struct PeerStatus {
     /// The peer's home DERP region: always set, says nothing about the path in use.
     #[serde(rename = "Relay", default)]
     pub relay: String,
+    /// Its node key: a client that re-registers gets a new one.
+    #[serde(rename = "PublicKey", default)]
+    pub public_key: String,
 }
 
 impl Status {

@@ -88,7 +88,21 @@ pub struct Tools {
     /// Clients that run a release of their own (`MESH_CLIENT_VERSIONS`), by host.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clients: BTreeMap<String, ClientTools>,
+    /// The headscale the server starts at, to be upgraded to `headscale` in place (the upgrade
+    /// rehearsal's lab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_from: Option<UpgradeFrom>,
     pub versions: Versions,
+}
+
+/// The older headscale an upgrade rehearsal's server starts at.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpgradeFrom {
+    pub headscale: PathBuf,
+    /// As it reports itself.
+    pub version: String,
+    /// The server has been upgraded: it runs `Tools::headscale` now.
+    pub upgraded: bool,
 }
 
 /// One client's own tailscale and tailscaled.
@@ -106,6 +120,9 @@ pub struct Versions {
     /// The tailscaled each client of its own release reports, by host.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clients: BTreeMap<String, String>,
+    /// The headscale the server ran before it was upgraded to `headscale` (P6's lab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgraded_from: Option<String>,
 }
 
 impl Versions {
@@ -170,11 +187,18 @@ impl Tools {
         let ts = locate("tailscale", &tailscale)?;
         let tsd = locate("tailscaled", &tailscale)?;
         let mut tools = Tools {
-            versions: Versions { headscale: hs.1, tailscale: ts.1, tailscaled: tsd.1, clients: BTreeMap::new() },
+            versions: Versions {
+                headscale: hs.1,
+                tailscale: ts.1,
+                tailscaled: tsd.1,
+                clients: BTreeMap::new(),
+                upgraded_from: None,
+            },
             headscale: hs.0,
             tailscale: ts.0,
             tailscaled: tsd.0,
             clients: BTreeMap::new(),
+            upgrade_from: None,
         };
         // A client's own release is always the harness's build of it (MESH_*_BIN and PATH name
         // the lab's tailscale, not a client's).
@@ -204,6 +228,22 @@ impl Tools {
             );
         }
         Ok(tools)
+    }
+
+    /// Add the older headscale an upgrade rehearsal's server starts at (always the harness's
+    /// build of it: `MESH_HEADSCALE_BIN` and PATH name the run's headscale). It must let every
+    /// client in too.
+    pub fn add_upgrade_from(&mut self, from: Version) -> Result<()> {
+        let (headscale, version) = cached_or_built("headscale", &Release { module: &HEADSCALE, version: from })?;
+        let reported_from = reported("headscale", &version)?;
+        let row = releases::headscale(reported_from)?;
+        row.check_client(reported_from, reported("tailscale", &self.versions.tailscale)?, "")?;
+        for (host, v) in &self.versions.clients {
+            row.check_client(reported_from, reported("tailscale", v)?, &format!("{host}'s "))?;
+        }
+        self.versions.upgraded_from = Some(version.clone());
+        self.upgrade_from = Some(UpgradeFrom { headscale, version, upgraded: false });
+        Ok(())
     }
 
     /// `client`'s tailscale and tailscaled: its own release's, or the lab's.
@@ -253,6 +293,17 @@ fn locate(program: &str, release: &Release) -> Result<(PathBuf, String)> {
         }
     }
     cached_or_built(program, release)
+}
+
+/// Every program of `release` from the tools' cache, built into it first if it is not there;
+/// the version they report. (`cargo mesh matrix` builds each release it needs this way before
+/// its first lab starts.)
+pub fn ensure_built(release: &Release) -> Result<String> {
+    let mut reported = String::new();
+    for program in release.module.commands {
+        reported = cached_or_built(program, release)?.1;
+    }
+    Ok(reported)
 }
 
 /// `program` of `release` from the tools' cache, built into it first if it is not there.

@@ -14,7 +14,8 @@ fn mesh(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("MESH_SUBNET_B")
         .env_remove("MESH_HEADSCALE_VERSION")
         .env_remove("MESH_TAILSCALE_VERSION")
-        .env_remove("MESH_CLIENT_VERSIONS");
+        .env_remove("MESH_CLIENT_VERSIONS")
+        .env_remove("MESH_UPGRADE_FROM");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -176,6 +177,47 @@ fn malformed_client_versions_are_refused_naming_the_fix() {
         let out = mesh(&["up"], &[("MESH_CLIENT_VERSIONS", value)]);
         assert_refused(&out, says, &before);
         assert!(!String::from_utf8_lossy(&out.stderr).contains("go install"), "{value}: it started building first");
+    }
+}
+
+/// `cargo mesh matrix --combos`: checked whole before any release is built or any lab made.
+#[test]
+fn bad_matrix_combinations_are_refused_before_anything_is_built() {
+    let before = our_namespaces();
+    for (value, says) in [
+        ("0.29.3", &["\"0.29.3\" has no '/'", "HEADSCALE/TAILSCALE"][..]),
+        ("0.29.3/1.98", &["\"1.98\" is not a release number"][..]),
+        ("0.26.1/1.90.9", &["headscale 0.26.1", "0.27.x, 0.28.x, 0.29.x"][..]),
+        ("0.29.3/1.98.10+1.78.1", &["client-2's tailscale 1.78.1", "1.80 and newer"][..]),
+        ("0.29.3/1.80.3+1.80.3+1.80.3+1.80.3+1.80.3", &["the lab has 4 clients"][..]),
+        ("0.29.3/1.80.3,0.29.3/1.80.3", &["names 0.29.3/1.80.3 twice"][..]),
+    ] {
+        let out = mesh(&["matrix", "--combos", value], &[]);
+        assert_refused(&out, says, &before);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("go install") && !stderr.contains("cargo test"), "{value}: it started building first");
+    }
+    let out = mesh(&["matrix"], &[("MESH_UPGRADE_FROM", "0.27.1")]);
+    assert_refused(&out, &["MESH_UPGRADE_FROM=0.27.1 is not older than 0.27.1/1.90.9's headscale"], &before);
+    let out = mesh(&["matrix", "--combos", "0.29.3/1.98.10"], &[("MESH_HEADSCALE_BIN", "/usr/bin/true")]);
+    assert_refused(&out, &["MESH_HEADSCALE_BIN is set", "unset MESH_HEADSCALE_BIN"], &before);
+}
+
+/// The upgrade rehearsal's "from" must be older than the headscale it upgrades to.
+#[test]
+fn an_upgrade_from_a_release_not_older_than_the_target_is_refused() {
+    let before = our_namespaces();
+    for (env, says) in [
+        (&[("MESH_UPGRADE_FROM", "0.29.3")][..], &["MESH_UPGRADE_FROM=0.29.3 is not older", "(0.29.3,"][..]),
+        (&[("MESH_UPGRADE_FROM", "0.29.3"), ("MESH_HEADSCALE_VERSION", "0.27.1")][..], &["not older", "(0.27.1,"][..]),
+        (&[("MESH_UPGRADE_FROM", "0.26.1")][..], &["MESH_UPGRADE_FROM=0.26.1", "0.27.x, 0.28.x, 0.29.x"][..]),
+        (&[("MESH_UPGRADE_FROM", "0.27")][..], &["MESH_UPGRADE_FROM=\"0.27\" is not a release number"][..]),
+    ] {
+        for command in ["check", "up"] {
+            let out = mesh(&[command], env);
+            assert_refused(&out, says, &before);
+            assert!(!String::from_utf8_lossy(&out.stderr).contains("go install"), "{env:?}: it started building first");
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use meshlab::process::Lifetime;
 use meshlab::report::{read_criteria, read_figures, Report};
 use meshlab::runner::{self, RunOutcome};
 use meshlab::say;
+use meshlab::upgrade::Plan;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -25,6 +26,7 @@ pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
     print_summary(&report);
     write_report(&lab, &report, json.as_ref())?;
     if !outcome.passed {
+        say_if_removed_from_outside(&lab);
         let diagnostics = lab.save_diagnostics();
         say!("diagnostics saved in {}", diagnostics.display());
     }
@@ -50,13 +52,15 @@ pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary])
     let mut outcome = RunOutcome::new();
     for binary in binaries {
         let group = std::slice::from_ref(binary);
-        if runner::needs_own_lab(binary) && outcome.passed {
-            say!("{} breaks the mesh on purpose: it gets a lab of its own", binary.priority());
+        let own_options = own_lab_options(binary, options)?;
+        if let (Some(own_options), true) = (own_options, outcome.passed) {
+            say!("{} breaks the mesh or its server on purpose: it gets a lab of its own", binary.priority());
             lab.set_paused(true)?;
             let result = (|| -> Result<RunOutcome> {
-                let own = Lab::build(LabOptions { lifetime: Lifetime::WithOwner, ..options.clone() })?;
+                let own = Lab::build(own_options)?;
                 let result = runner::run_scenarios(group, &own.record.dir, &logs, &criteria, false)?;
                 if !result.passed {
+                    say_if_removed_from_outside(&own);
                     say!("diagnostics saved in {}", own.save_diagnostics().display());
                 }
                 own.teardown()?;
@@ -78,6 +82,41 @@ pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary])
         }
     }
     Ok(outcome)
+}
+
+/// The lab of its own a binary gets (`runner::needs_own_lab`): the upgrade rehearsal's server
+/// starts at the older headscale. `None`: it runs against the shared lab — it needs no lab of
+/// its own, or it is the rehearsal and this run cannot rehearse (it says why, skipped, before
+/// touching any lab).
+fn own_lab_options(binary: &runner::TestBinary, options: &LabOptions) -> Result<Option<LabOptions>> {
+    if !runner::needs_own_lab(binary) {
+        return Ok(None);
+    }
+    let own = LabOptions { lifetime: Lifetime::WithOwner, ..options.clone() };
+    if !runner::rehearses_upgrade(binary) {
+        return Ok(Some(own));
+    }
+    Ok(match Plan::from_env(options.backend)? {
+        Plan::Rehearse { from, .. } => Some(LabOptions { server_from: Some(from), ..own }),
+        Plan::Skip(_) => None,
+    })
+}
+
+/// What `cargo mesh matrix` looks for in a check's output: the lab was removed by someone else.
+pub const REMOVED_FROM_OUTSIDE: &str = "was removed by another process while its scenarios ran";
+
+/// A lab whose index entry is gone while this process still owns it was removed by another
+/// process (a `cargo mesh down --all`, another checkout's CI cleaning the machine): a scenario
+/// that failed then failed for that, not for the mesh. Say so.
+fn say_if_removed_from_outside(lab: &Lab) {
+    if !lab.record.index_entry().exists() {
+        let id = &lab.record.run_id;
+        eprintln!(
+            "\nlab {id} {REMOVED_FROM_OUTSIDE} (its index entry {} is gone): the failure is that removal's, not the \
+             mesh's; look for a `mesh down --all` run on this machine at that time\n",
+            lab.record.index_entry().display()
+        );
+    }
 }
 
 pub fn report(lab: &Lab, outcome: &RunOutcome, started: Instant) -> Report {
@@ -123,9 +162,14 @@ fn print_summary(report: &Report) {
         rows.extend(report.figures.iter().map(|f| vec![f.id.clone(), f.name.clone(), format!("{:.3} {}", f.measured, f.unit)]));
         println!("{}", table::render(&rows));
     }
+    for s in report.scenarios.iter().filter(|s| s.status == "skipped") {
+        println!("skipped: {} — {}", s.name, s.reason.as_deref().unwrap_or("no reason given"));
+    }
     let passed = report.scenarios.iter().filter(|s| s.status == "passed").count();
+    let skipped = report.scenarios.iter().filter(|s| s.status == "skipped").count();
+    let skipped = if skipped > 0 { format!(" ({skipped} skipped)") } else { String::new() };
     println!(
-        "{} — {passed}/{} scenarios passed in {:.1}s on the {} backend; headscale {}, {}; lab memory peak {:.0} MiB",
+        "{} — {passed}/{}{skipped} scenarios passed in {:.1}s on the {} backend; headscale {}, {}; lab memory peak {:.0} MiB",
         if report.passed { "PASSED" } else { "FAILED" },
         report.scenarios.len(),
         report.seconds,

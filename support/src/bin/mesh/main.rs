@@ -4,6 +4,7 @@
 mod bench;
 mod check;
 mod labs;
+mod matrix;
 mod table;
 
 use clap::{Args, Parser, Subcommand};
@@ -73,6 +74,23 @@ enum Cmd {
         #[arg(long)]
         from_scratch: bool,
     },
+    /// Run the check for several version combinations, each in a lab of its own, and print a
+    /// grid: combination → verdict, first failing scenario and its cause, time.
+    Matrix {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// The combinations: HEADSCALE/TAILSCALE separated by commas, e.g. 0.29.3/1.98.10,0.27.1/1.90.9;
+        /// a mixed lab gives client-1, client-2, … their releases joined by '+': 0.29.3/1.80.3+1.98.10+1.102.5.
+        /// Default: the pins, 0.27.1/1.90.9, 0.29.3/1.80.3, 0.29.3/1.102.5, 0.29.3/1.80.3+1.98.10+1.102.5.
+        #[arg(long, value_name = "LIST")]
+        combos: Option<String>,
+        /// How many combinations run at once, each in its own lab.
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=8))]
+        jobs: u64,
+        /// Also write the grid as JSON here (it is always written into the matrix's folder).
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
 }
 
 /// How to build a lab; each flag overrides its environment variable.
@@ -129,6 +147,16 @@ fn main() -> ExitCode {
         Cmd::Bench { lab, runs, json, from_scratch } => {
             lab.apply();
             bench::run(runs, json, from_scratch)
+        }
+        Cmd::Matrix { lab, combos, jobs, json } => {
+            if lab.headscale_version.is_some() || lab.tailscale_version.is_some() {
+                eprintln!(
+                    "mesh: error: the matrix takes its versions from --combos, not --headscale-version or --tailscale-version"
+                );
+                return ExitCode::FAILURE;
+            }
+            lab.apply();
+            matrix::run(combos, jobs as usize, json)
         }
     };
     match result {
