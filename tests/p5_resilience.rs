@@ -5,6 +5,7 @@
 
 use anyhow::{ensure, Context, Result};
 use meshlab::guards::Undo;
+use meshlab::tailscale::BackendState;
 use meshlab::report::{Criterion, Figure, SC005_RECONNECT_S};
 use meshlab::{budget, lab, poll};
 use serial_test::serial;
@@ -101,7 +102,7 @@ fn a_restarted_tailscaled_keeps_its_identity() -> Result<()> {
     client.await_daemon()?;
     poll::until("client-3 Running again without a new key", budget::register(), || {
         let state = client.status()?.backend_state;
-        ensure!(state == "Running", "BackendState {state}");
+        ensure!(state == BackendState::Running, "BackendState {state}");
         Ok(())
     })?;
     let after = lab.headscale().node("client-3")?;

@@ -178,12 +178,35 @@ pub fn read_criteria(path: &std::path::Path) -> Vec<Criterion> {
 pub struct Scenario {
     pub id: String,
     pub name: String,
-    /// `passed`, `failed`, `skipped` or `not run`.
-    pub status: String,
+    pub status: Status,
     pub seconds: f64,
     /// Why it was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// What became of a scenario in a run (in the JSON: `passed`, `failed`, `skipped`, `not run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Passed,
+    Failed,
+    /// It ran and found it does not apply; the scenario's `reason` says why.
+    Skipped,
+    /// An earlier failure (or a lab that could not be built) stopped the run before it.
+    #[serde(rename = "not run")]
+    NotRun,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::NotRun => "not run",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

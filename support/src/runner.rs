@@ -4,7 +4,7 @@
 //! written; `cargo test` and `cargo mesh check` run the same code.
 
 use crate::exec::tail;
-use crate::report::{Scenario, CRITERIA_FILE_VAR};
+use crate::report::{Scenario, Status, CRITERIA_FILE_VAR};
 use crate::{budget, say};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -137,7 +137,7 @@ pub fn run_scenarios(
             let id = format!("{}::{test}", binary.name);
             let name = format!("{} {}", binary.priority(), test.replace("::", " ").replace('_', " "));
             if failed {
-                scenarios.push(Scenario { id, name, status: "not run".into(), seconds: 0.0, reason: None });
+                scenarios.push(Scenario { id, name, status: Status::NotRun, seconds: 0.0, reason: None });
                 continue;
             }
             let log_path = logs_dir.join(format!("{}.log", id.replace("::", "__")));
@@ -157,24 +157,56 @@ pub fn run_scenarios(
             let output = std::fs::read_to_string(&log_path).unwrap_or_default();
             let reason = if passed { crate::report::skipped_in(&output) } else { None };
             let status = match (passed, &reason) {
-                (true, Some(_)) => "skipped",
-                (true, None) => "passed",
-                (false, _) => "failed",
+                (true, Some(_)) => Status::Skipped,
+                (true, None) => Status::Passed,
+                (false, _) => Status::Failed,
             };
             say!(
                 "{:<70} {} ({seconds:.1}s){}",
                 name,
-                if passed { status } else { "FAILED" },
+                if passed { status.to_string() } else { "FAILED".into() },
                 reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
             );
             if !passed {
-                eprintln!("\n{name} failed; its output ({}):\n    {}\n", log_path.display(), tail(&output, 30));
+                eprintln!("\n{name} failed; its output ({}):\n    {}\n", log_path.display(), tail(&without_backtraces(&output), 30));
                 failed = true;
             }
-            scenarios.push(Scenario { id, name, status: status.into(), seconds, reason });
+            scenarios.push(Scenario { id, name, status, seconds, reason });
         }
     }
     Ok(RunOutcome { passed: !failed, scenarios })
+}
+
+/// A failed test's output with its backtraces cut to one line each (`RUST_BACKTRACE=1` is
+/// common among Rust users, and 30 lines of frames would push the error itself out of the
+/// excerpt); the log keeps them whole.
+pub fn without_backtraces(output: &str) -> String {
+    let mut kept = Vec::new();
+    let mut frames = None::<usize>;
+    for line in output.lines() {
+        let trimmed = line.trim_start();
+        let is_header = trimmed.eq_ignore_ascii_case("stack backtrace:");
+        let in_trace = frames.is_some()
+            && (trimmed.split_once(": ").is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+                || trimmed.starts_with("at ")
+                || trimmed.starts_with("note: Some details are omitted"));
+        match (is_header, in_trace, frames) {
+            (true, _, _) => frames = Some(0),
+            (false, true, Some(n)) => frames = Some(n + 1),
+            (false, _, Some(n)) => {
+                kept.push(format!("[backtrace of {n} lines left out; the log has it]"));
+                frames = None;
+                if !trimmed.is_empty() {
+                    kept.push(line.to_string());
+                }
+            }
+            (false, _, None) => kept.push(line.to_string()),
+        }
+    }
+    if let Some(n) = frames {
+        kept.push(format!("[backtrace of {n} lines left out; the log has it]"));
+    }
+    kept.join("\n")
 }
 
 impl Default for RunOutcome {
@@ -211,5 +243,19 @@ mod tests {
         assert!(super::is_scenario_binary("p5_resilience"));
         assert!(!super::is_scenario_binary("harness_teardown"));
         assert!(!super::is_scenario_binary("perf"));
+    }
+
+    #[test]
+    fn a_failure_excerpt_keeps_the_error_and_its_causes_and_leaves_backtraces_out() {
+        let output = "test x ... Error: client-2 pinging client-1\n\nCaused by:\n    0: 3 of 5 pings answered\n    1: late\n\n\
+                      Stack backtrace:\n   0: anyhow::error::<impl anyhow::Error>::msg\n             at /cargo/anyhow/src/error.rs:83:36\n\
+                      \x20  1: p1::pings\n             at ./tests/p1.rs:78:21\nFAILED\n\nfailures:\n";
+        let cut = super::without_backtraces(output);
+        assert!(cut.contains("Caused by:\n    0: 3 of 5 pings answered\n    1: late"), "{cut}");
+        assert!(cut.contains("[backtrace of 4 lines left out; the log has it]\nFAILED"), "{cut}");
+        assert!(!cut.contains("anyhow::error"), "{cut}");
+        let panic = "thread 'x' panicked at src/lib.rs:3:5:\nboom\nstack backtrace:\n   0: rust_begin_unwind\n\
+                     note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n";
+        assert_eq!(super::without_backtraces(panic), "thread 'x' panicked at src/lib.rs:3:5:\nboom\n[backtrace of 2 lines left out; the log has it]");
     }
 }

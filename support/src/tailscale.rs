@@ -25,13 +25,50 @@ pub struct Tailscale<'a> {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Status {
     #[serde(rename = "BackendState")]
-    pub backend_state: String,
+    pub backend_state: BackendState,
     #[serde(rename = "Self")]
     pub me: Option<PeerStatus>,
     #[serde(rename = "Peer", default)]
     pub peers: Option<BTreeMap<String, PeerStatus>>,
     #[serde(rename = "Health", default)]
     pub health: Option<Vec<String>>,
+}
+
+/// tailscaled's state machine as `BackendState` names it (ipn/backend.go's `State`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum BackendState {
+    NoState,
+    NeedsLogin,
+    NeedsMachineAuth,
+    Stopped,
+    Starting,
+    Running,
+    /// A name this suite does not know (a newer tailscale's), kept as it came.
+    Other(String),
+}
+
+impl From<String> for BackendState {
+    fn from(name: String) -> BackendState {
+        match name.as_str() {
+            "NoState" => BackendState::NoState,
+            "NeedsLogin" => BackendState::NeedsLogin,
+            "NeedsMachineAuth" => BackendState::NeedsMachineAuth,
+            "Stopped" => BackendState::Stopped,
+            "Starting" => BackendState::Starting,
+            "Running" => BackendState::Running,
+            _ => BackendState::Other(name),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendState::Other(name) => f.write_str(name),
+            known => write!(f, "{known:?}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

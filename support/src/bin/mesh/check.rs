@@ -4,7 +4,7 @@ use crate::table;
 use anyhow::Result;
 use meshlab::lab::{Lab, LabOptions};
 use meshlab::process::Lifetime;
-use meshlab::report::{read_criteria, read_figures, Report};
+use meshlab::report::{read_criteria, read_figures, Report, Status};
 use meshlab::runner::{self, RunOutcome};
 use meshlab::say;
 use meshlab::upgrade::Plan;
@@ -139,7 +139,7 @@ pub fn report(lab: &Lab, outcome: &RunOutcome, started: Instant) -> Report {
 
 fn print_summary(report: &Report) {
     let mut rows = vec![vec!["scenario".to_string(), "status".into(), "seconds".into()]];
-    rows.extend(report.scenarios.iter().map(|s| vec![s.name.clone(), s.status.clone(), format!("{:.1}", s.seconds)]));
+    rows.extend(report.scenarios.iter().map(|s| vec![s.name.clone(), s.status.to_string(), format!("{:.1}", s.seconds)]));
     println!("\n{}", table::render(&rows));
     let mut rows = vec![vec!["criterion".to_string(), "what".into(), "measured".into(), "limit".into(), "verdict".into()]];
     rows.extend(report.criteria.iter().map(|c| {
@@ -162,11 +162,11 @@ fn print_summary(report: &Report) {
         rows.extend(report.figures.iter().map(|f| vec![f.id.clone(), f.name.clone(), format!("{:.3} {}", f.measured, f.unit)]));
         println!("{}", table::render(&rows));
     }
-    for s in report.scenarios.iter().filter(|s| s.status == "skipped") {
+    for s in report.scenarios.iter().filter(|s| s.status == Status::Skipped) {
         println!("skipped: {} — {}", s.name, s.reason.as_deref().unwrap_or("no reason given"));
     }
-    let passed = report.scenarios.iter().filter(|s| s.status == "passed").count();
-    let skipped = report.scenarios.iter().filter(|s| s.status == "skipped").count();
+    let passed = report.scenarios.iter().filter(|s| s.status == Status::Passed).count();
+    let skipped = report.scenarios.iter().filter(|s| s.status == Status::Skipped).count();
     let skipped = if skipped > 0 { format!(" ({skipped} skipped)") } else { String::new() };
     println!(
         "{} — {passed}/{}{skipped} scenarios passed in {:.1}s on the {} backend; headscale {}, {}; lab memory peak {:.0} MiB",

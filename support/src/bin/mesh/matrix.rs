@@ -12,7 +12,7 @@ use crate::{check, table};
 use anyhow::{bail, Context, Result};
 use meshlab::combos::{self, Combo};
 use meshlab::lab::LabOptions;
-use meshlab::report::Report;
+use meshlab::report::{Report, Status};
 use meshlab::tools::{self, Versions};
 use meshlab::{runner, say, upgrade};
 use serde::Serialize;
@@ -213,15 +213,15 @@ fn run_one(combo: &Combo, clients: &[String], report_path: &Path, log: PathBuf) 
     let report: Option<Report> = std::fs::read(report_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
     match (&status, report) {
         (Ok(status), Some(report)) => {
-            let count = |status: &str| report.scenarios.iter().filter(|s| s.status == status).count();
-            let skipped = match count("skipped") {
+            let count = |status: Status| report.scenarios.iter().filter(|s| s.status == status).count();
+            let skipped = match count(Status::Skipped) {
                 0 => String::new(),
                 n => format!(" ({n} skipped)"),
             };
-            row.scenarios = format!("{}/{}{skipped}", count("passed"), report.scenarios.len());
+            row.scenarios = format!("{}/{}{skipped}", count(Status::Passed), report.scenarios.len());
             row.verdict = if status.success() && report.passed { "passed" } else { "failed" }.into();
             let removed = output.lines().find(|l| l.contains(check::REMOVED_FROM_OUTSIDE));
-            row.first_failure = report.scenarios.iter().find(|s| s.status == "failed").map(|s| Failure {
+            row.first_failure = report.scenarios.iter().find(|s| s.status == Status::Failed).map(|s| Failure {
                 scenario: s.name.clone(),
                 cause: match removed {
                     Some(line) => one_line(line),
