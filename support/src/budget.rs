@@ -83,6 +83,15 @@ pub fn converge() -> Duration {
 pub fn ping() -> Duration {
     scaled(15.0)
 }
+/// One ping's answer inside a poll that tries again ("does it reach yet"): a live path answers
+/// in milliseconds; a miss is simply the next attempt.
+pub fn reach() -> Duration {
+    scaled(1.0)
+}
+/// One MagicDNS query inside a poll that tries again: 100.100.100.100 answers from memory.
+pub fn dns_query() -> Duration {
+    scaled(1.0)
+}
 /// One pong over a live path, when waiting for the path to change: it answers in milliseconds.
 pub fn pong() -> Duration {
     scaled(2.0)
@@ -95,6 +104,10 @@ pub fn path_change() -> Duration {
 /// A marker to cross the mesh and show up at its receiver.
 pub fn delivery() -> Duration {
     scaled(10.0)
+}
+/// Whole seconds, at least one, for a command's own limit (`dig +time`, `nc -w`, `ping -w`).
+pub fn whole_seconds(limit: Duration) -> String {
+    limit.as_secs_f64().ceil().max(1.0).to_string()
 }
 /// A service such as nginx from start to listening.
 pub fn service_ready() -> Duration {

@@ -45,7 +45,8 @@ pub fn lookup(host: &dyn Host, resolver: Resolver, name: &str) -> Result<Answer>
         Resolver::MagicDns => {
             let server = format!("@{MAGICDNS}");
             // +search: a short name gets the host's search domain, as every resolver applies it.
-            let argv = ["dig", &server, "+search", "+time=1", "+tries=1", "+noall", "+answer", "+comments", "+stats", name, "A"];
+            let time = format!("+time={}", crate::budget::whole_seconds(crate::budget::dns_query()));
+            let argv = ["dig", &server, "+search", &time, "+tries=1", "+noall", "+answer", "+comments", "+stats", name, "A"];
             let (out, around) = host.run_timed(&argv)?;
             let out = out.check()?;
             let took = query_time(&out.stdout).unwrap_or(around);
@@ -79,9 +80,11 @@ fn unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
 /// nothing when `want` is `None`; how long that took.
 pub fn await_everywhere(lab: &Lab, name: &str, want: Option<&str>, budget: Duration) -> Result<Duration> {
     let started = Instant::now();
+    let clients = lab.client_names();
     poll::until(&format!("every client resolving {name} to {want:?}"), budget, || {
-        for from in lab.client_names() {
-            let answer = lookup(lab.host(&from)?, Resolver::MagicDns, name)?;
+        // Every client asked at once: the figure is when the last one agrees, not the sum.
+        crate::fanout::all("lookup", &clients, |from| {
+            let answer = lookup(lab.host(from)?, Resolver::MagicDns, name)?;
             let ok = match want {
                 Some(ip) => answer.addresses == [ip.to_string()],
                 None => answer.addresses.is_empty(),
@@ -89,8 +92,9 @@ pub fn await_everywhere(lab: &Lab, name: &str, want: Option<&str>, budget: Durat
             if !ok {
                 bail!("{from} resolves {name} to {answer:?}");
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .map(|_| ())
     })?;
     Ok(started.elapsed())
 }

@@ -223,9 +223,9 @@ impl Lab {
     fn provision(&mut self, started: Instant) -> Result<(Timings, BTreeMap<String, Vec<String>>)> {
         let mut timings = Timings::default();
         let phase = Instant::now();
-        self.make_network()?;
+        timings.images = self.make_network()?.as_secs_f64();
         self.hosts = make_hosts(&self.record, self.record.lifetime)?;
-        timings.network = phase.elapsed().as_secs_f64();
+        timings.network = phase.elapsed().as_secs_f64() - timings.images;
         self.start_mesh(started, timings)
     }
 
@@ -252,49 +252,29 @@ impl Lab {
         say!("headscale ready in {:.2}s at {}", timings.headscale_ready, spec.server_url());
 
         let clients = self.client_names();
-        for name in &clients {
-            self.client(name)?.start(&pki.ca_pem)?;
-        }
+        crate::fanout::all("tailscaled start", &clients, |name| self.client(name)?.start(&pki.ca_pem))?;
         // One single-use key per client, made while the daemons start up.
         let keys: Vec<String> = clients.iter().map(|_| headscale.preauth_key(user, KEY_EXPIRY)).collect::<Result<_>>()?;
-        for name in &clients {
-            self.client(name)?.await_daemon()?;
-        }
+        crate::fanout::all("tailscaled wait", &clients, |name| self.client(name)?.await_daemon())?;
 
         let registration = Instant::now();
         let login_server = spec.server_url();
-        let registered: Vec<Result<f64>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = clients
-                .iter()
-                .zip(&keys)
-                .map(|(name, key)| {
-                    let login_server = &login_server;
-                    scope.spawn(move || -> Result<f64> {
-                        crate::panics::inject("registration");
-                        self.client(name)?.up(login_server, key, name)?;
-                        Ok(registration.elapsed().as_secs_f64())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|p| Err(anyhow!("its registration thread panicked: {}", crate::panics::message(&*p))))
-                })
-                .collect()
+        let attempts: Vec<(&String, &String)> = clients.iter().zip(&keys).collect();
+        let registered = crate::fanout::each("registration", &attempts, |(name, key)| {
+            crate::panics::inject("registration");
+            self.client(name)?.up(&login_server, key, name)?;
+            Ok(registration.elapsed().as_secs_f64())
         });
         for (name, result) in clients.iter().zip(registered) {
             let seconds = result?;
             say!("{name} registered after {seconds:.2}s");
             timings.registered.insert(name.clone(), seconds);
         }
-        let mut ips = BTreeMap::new();
-        for name in &clients {
-            ips.insert(name.clone(), self.client(name)?.ips()?);
-        }
+        let addresses = crate::fanout::all("tailnet addresses", &clients, |name| self.client(name)?.ips())?;
+        let ips: BTreeMap<String, Vec<String>> = clients.iter().cloned().zip(addresses).collect();
         self.await_mesh_of(&ips, budget::converge())?;
         timings.converged_after_registration = registration.elapsed().as_secs_f64();
-        timings.converged_since_start = started.elapsed().as_secs_f64();
+        timings.converged_since_start = started.elapsed().as_secs_f64() - timings.images;
         say!(
             "mesh converged {:.2}s after registration ({:.2}s since the lab's start)",
             timings.converged_after_registration,
@@ -304,24 +284,26 @@ impl Lab {
     }
 
     /// The backend makes the hosts and their network.
-    fn make_network(&mut self) -> Result<()> {
+    /// Returns how long preparing the hosts' images took (VMs), which is not the lab's time.
+    fn make_network(&mut self) -> Result<Duration> {
         let record = &mut self.record;
         let files = etc_files(&record.spec);
         if let Some(n) = &record.netns {
-            return netns::create(n, &record.spec, &record.dir, &files, record.lifetime);
+            return netns::create(n, &record.spec, &record.dir, &files, record.lifetime).map(|()| Duration::ZERO);
         }
         #[cfg(feature = "libvirt")]
         if let Some(v) = &mut record.libvirt {
-            let versions = libvirt::create(v, &record.spec, &record.dir, &record.tools, &files);
+            let created = libvirt::create(v, &record.spec, &record.dir, &record.tools, &files);
             // The record learns what the VMs run (acceleration, where their programs are)
             // even when a VM failed, so that the report and teardown know it.
             record.save()?;
-            record.tools.versions = versions?;
+            let (versions, images) = created?;
+            record.tools.versions = versions;
             record.save()?;
             // The VMs' images may carry other versions than this machine's (MESH_IMAGES=nix).
             record.tools.versions.check_window()?;
             self.release = record.tools.versions.headscale_release()?;
-            return Ok(());
+            return Ok(images);
         }
         bail!("this lab has no network record")
     }
@@ -343,7 +325,8 @@ impl Lab {
                     None => bail!("headscale does not list {name}"),
                 }
             }
-            for name in &clients {
+            // Each client's view at once: on VMs every command is an SSH round trip.
+            crate::fanout::all("convergence probe", &clients, |name| {
                 let status = self.client(name)?.status()?;
                 for peer in clients.iter().filter(|p| *p != name) {
                     // A packet sent before the peer's home DERP is known fails its WireGuard
@@ -358,7 +341,8 @@ impl Lab {
                     crate::ping::answers(self.host(name)?, ip)
                         .map_err(|e| anyhow!("{name} cannot ping {peer} at {ip}: {e:#}"))?;
                 }
-            }
+                Ok(())
+            })?;
             Ok(())
         })
     }
@@ -548,17 +532,8 @@ impl Lab {
         // were made (a build can fail before they are), and a stop that fails or panics is
         // passed over: the removal below takes everything, stopped or not.
         let server = &self.record.spec.server().name;
-        std::thread::scope(|scope| {
-            let stops: Vec<_> = self
-                .hosts
-                .iter()
-                .filter(|h| h.name() != server)
-                .map(|host| scope.spawn(move || host.stop_service(crate::tailscale::SERVICE)))
-                .collect();
-            for stop in stops {
-                let _ = stop.join();
-            }
-        });
+        let clients: Vec<&dyn Host> = self.hosts.iter().map(|h| h.as_ref()).filter(|h| h.name() != server).collect();
+        let _ = crate::fanout::each("stop", &clients, |host| host.stop_service(crate::tailscale::SERVICE));
         if let Ok(server) = self.host(server) {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.stop_service(crate::headscale::SERVICE)));
         }

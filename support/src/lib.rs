@@ -18,6 +18,7 @@ pub mod budget;
 pub mod combos;
 pub mod dns;
 pub mod exec;
+pub mod fanout;
 pub mod fixture;
 pub mod guards;
 pub mod headscale;

@@ -22,7 +22,7 @@ pub struct PingStats {
 /// passes; a probe is lost when a later one was answered and it never was.
 pub fn ping(host: &dyn Host, ip: &str, count: u32) -> Result<PingStats> {
     let budget = crate::budget::ping();
-    let (count_s, deadline) = (count.to_string(), budget.as_secs().max(1).to_string());
+    let (count_s, deadline) = (count.to_string(), crate::budget::whole_seconds(budget));
     let out = host.exec(&["ping", "-n", "-c", &count_s, "-i", "0.05", "-w", &deadline, ip], None, budget + budget / 4)?;
     let stats = parse(&out.stdout).ok_or_else(|| anyhow!("{}", out.describe_failure()))?;
     let missing = stats.missing(count);
@@ -36,9 +36,10 @@ pub fn ping(host: &dyn Host, ip: &str, count: u32) -> Result<PingStats> {
     Ok(stats)
 }
 
-/// One ping, answered within a second: the mesh's quickest "does it reach".
+/// One ping, answered within [`crate::budget::reach`]: the mesh's quickest "does it reach".
 pub fn answers(host: &dyn Host, ip: &str) -> Result<()> {
-    host.succeed(&["ping", "-n", "-c", "1", "-W", "1", ip]).map(|_| ())
+    let wait = format!("{:.1}", crate::budget::reach().as_secs_f64());
+    host.succeed(&["ping", "-n", "-c", "1", "-W", &wait, ip]).map(|_| ())
 }
 
 impl PingStats {

@@ -51,13 +51,16 @@ pub struct LabRecord {
 /// How long each phase of building the lab took, in seconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {
+    /// Preparing the VMs' images (a first run builds them); not counted in the lab's times.
+    #[serde(default)]
+    pub images: f64,
     pub network: f64,
     pub headscale_ready: f64,
     /// Client → seconds from the start of registration until its `tailscale up` returned.
     pub registered: BTreeMap<String, f64>,
     /// From the start of registration until every client reaches every other (SC-001).
     pub converged_after_registration: f64,
-    /// From the lab's start until the mesh converged.
+    /// From the lab's start (its programs and images ready) until the mesh converged.
     pub converged_since_start: f64,
 }
 

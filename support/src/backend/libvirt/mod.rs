@@ -160,14 +160,15 @@ fn ssh_keygen(path: &Path, comment: &str) -> Result<(String, String)> {
 
 /// Build the VM lab of `spec`: the router, the networks and their uplinks, a seed disk and an
 /// overlay a host, the domains; returns once every VM answers SSH with its pinned key.
-/// Returns the versions of the systems under test inside the VMs.
+/// Returns the versions of the systems under test inside the VMs, and how long preparing
+/// their images took (a first run builds them: minutes that are not the lab's).
 pub fn create(
     record: &mut LibvirtRecord,
     spec: &LabSpec,
     lab_dir: &Path,
     tools: &Tools,
     etc_files: &[(&str, String)],
-) -> Result<Versions> {
+) -> Result<(Versions, Duration)> {
     let conn = daemon::connect(&record.uri)?;
     let (accel, why) = daemon::acceleration();
     record.accel = accel.into();
@@ -175,7 +176,8 @@ pub fn create(
 
     let phase = Instant::now();
     let images = crate::images::prepare(record.images, spec, tools)?;
-    say!("{} images ready in {:.1}s", record.images.name(), phase.elapsed().as_secs_f64());
+    let prepared = phase.elapsed();
+    say!("{} images ready in {:.1}s", record.images.name(), prepared.as_secs_f64());
     if record.images == ImagesKind::Nix {
         record.programs_dir = "/run/current-system/sw/bin".into();
     }
@@ -244,7 +246,7 @@ pub fn create(
     std::fs::write(&record.known_hosts, known_hosts)?;
     say!("{} VMs started; waiting for SSH (consoles: {}/hosts/*/console.log)", spec.hosts.len(), lab_dir.display());
     await_ssh(record)?;
-    Ok(versions)
+    Ok((versions, prepared))
 }
 
 fn etc_file(files: &[(&str, String)], name: &str) -> String {
@@ -281,45 +283,28 @@ fn await_ssh(record: &LibvirtRecord) -> Result<()> {
         if record.accel == "kvm" { "KVM" } else { "TCG" }
     );
     let clock = &clock;
-    let results: Vec<(String, Result<()>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = record
-            .domains
-            .keys()
-            .map(|name| {
-                let name = name.clone();
-                let handle = scope.spawn({
-                    let name = name.clone();
-                    move || -> Result<()> {
-                        crate::panics::inject("vm-boot");
-                        let host = VmHost::new(record, &name)?;
-                        // The longest it could be given; the clock says when it is really over.
-                        let most = budget::vm_boot_rest(clock.first_budget);
-                        poll::until(&format!("{name} answering SSH"), most, || {
-                            let seen = host.probe();
-                            match (&seen, clock.over()) {
-                                (Err(e), Some(why)) => Err(poll::Hopeless(format!("{why}; last seen: {e:#}")).into()),
-                                _ => seen,
-                            }
-                        })?;
-                        let at = clock.answered();
-                        say!("{name} answers SSH after {:.1}s", at.as_secs_f64());
-                        Ok(())
-                    }
-                });
-                (name, handle)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(name, h)| {
-                (name, h.join().unwrap_or_else(|p| Err(anyhow!("its SSH wait panicked: {}", crate::panics::message(&*p)))))
-            })
-            .collect()
+    let names: Vec<&String> = record.domains.keys().collect();
+    let results = crate::fanout::each("SSH wait", &names, |name| {
+        crate::panics::inject("vm-boot");
+        let host = VmHost::new(record, name)?;
+        // The longest it could be given; the clock says when it is really over.
+        let most = budget::vm_boot_rest(clock.first_budget);
+        poll::until(&format!("{name} answering SSH"), most, || {
+            let seen = host.probe();
+            match (&seen, clock.over()) {
+                (Err(e), Some(why)) => Err(poll::Hopeless(format!("{why}; last seen: {e:#}")).into()),
+                _ => seen,
+            }
+        })?;
+        let at = clock.answered();
+        say!("{name} answers SSH after {:.1}s", at.as_secs_f64());
+        Ok(())
     });
-    let failed: Vec<String> = results
+    let failed: Vec<String> = names
         .into_iter()
+        .zip(results)
         .filter_map(|(name, r)| r.err().map(|e| (name, e)))
-        .map(|(name, e)| format!("{name}: {e:#}\n    its console log: {}", record.domains[&name].console_log.display()))
+        .map(|(name, e)| format!("{name}: {e:#}\n    its console log: {}", record.domains[name].console_log.display()))
         .collect();
     if !failed.is_empty() {
         bail!(
