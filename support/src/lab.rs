@@ -562,7 +562,7 @@ impl Lab {
         #[cfg(feature = "libvirt")]
         if let Some(v) = &self.record.libvirt {
             if v.accel != "kvm" {
-                return Some("the hosts are VMs under QEMU's TCG emulation: a round trip measures the emulated CPU".into());
+                return Some("the hosts are VMs under QEMU's TCG emulation".into());
             }
         }
         None
