@@ -29,7 +29,11 @@ fn builtin(lab: &Lab) -> Option<&PolicySetup> {
         return None;
     }
     if !defaults {
-        skip(&format!("the built-in policy's pairs assume its mapping {:?}; {} gives another", policy::DEFAULT_NODES, policy::NODES_VAR));
+        skip(&format!(
+            "the built-in policy's pairs assume its mapping {:?}; {} gives another",
+            policy::DEFAULT_NODES,
+            policy::NODES_VAR
+        ));
         return None;
     }
     Some(setup)
@@ -48,7 +52,15 @@ fn allowed_pairs_connect_on_the_allowed_port_and_by_icmp() -> Result<()> {
     let _sinks = policy::sinks(lab, &service_ports())?;
     for e in policy::builtin_expectations().into_iter().filter(|e| e.allowed) {
         let a = policy::connects(lab, e.from, e.to, e.proto)?;
-        ensure!(a.connected, "the policy allows {} → {} by {}, and it did not connect within {:?}: {}", e.from, e.to, e.proto, budget::ping(), a.evidence);
+        ensure!(
+            a.connected,
+            "the policy allows {} → {} by {}, and it did not connect within {:?}: {}",
+            e.from,
+            e.to,
+            e.proto,
+            budget::ping(),
+            a.evidence
+        );
         say!("allowed, and connected: {}", a.evidence);
     }
     Ok(())
@@ -64,7 +76,14 @@ fn denied_pairs_do_not_connect_in_either_direction() -> Result<()> {
     // The denials mean something only where the path works: the allowed probes first.
     for e in policy::builtin_expectations().into_iter().filter(|e| e.allowed) {
         let a = policy::connects(lab, e.from, e.to, e.proto)?;
-        ensure!(a.connected, "the allowed {} → {} by {} did not connect, so no denial could be told apart: {}", e.from, e.to, e.proto, a.evidence);
+        ensure!(
+            a.connected,
+            "the allowed {} → {} by {} did not connect, so no denial could be told apart: {}",
+            e.from,
+            e.to,
+            e.proto,
+            a.evidence
+        );
     }
     let mut connected = Vec::new();
     for e in policy::builtin_expectations().into_iter().filter(|e| !e.allowed) {
@@ -171,7 +190,10 @@ fn when_the_policy_file_changes_every_client_gets_it_without_a_restart() -> Resu
         clients.iter().all(|c| clients.iter().filter(|p| *p != c).all(|p| seen[c].contains(p)))
     };
     if everyone(&before) {
-        skip(&format!("{} already shows every client to every other: opening it up would change nothing to observe", setup.name()));
+        skip(&format!(
+            "{} already shows every client to every other: opening it up would change nothing to observe",
+            setup.name()
+        ));
         return Ok(());
     }
     let log_before = lab.host(&lab.record.spec.server().name)?.service_log(meshlab::headscale::SERVICE).len();

@@ -78,7 +78,8 @@ pub fn builtin_text(release: &HeadscaleRelease) -> String {
     let tests = if release.policy_tests {
         format!("  // What the policy claims; `headscale policy check` evaluates it, and P7 checks it on live traffic.\n  \"tests\": {},\n", tests.replace('\n', "\n  "))
     } else {
-        "  // No `tests` block: this headscale rejects one as an unknown field (P7 checks the claims on live traffic alone).\n".into()
+        "  // No `tests` block: this headscale rejects one as an unknown field (P7 checks the claims on live traffic alone).\n"
+            .into()
     };
     format!(
         r#"// The mesh suite's built-in ACL policy (MESH_POLICY unset).
@@ -165,21 +166,24 @@ impl PolicySetup {
         PolicySetup::new(source, text, &nodes, clients)
     }
 
-    pub fn new(
-        source: Option<PathBuf>,
-        text: String,
-        nodes: &str,
-        clients: &[String],
-    ) -> Result<PolicySetup> {
-        let name = source.as_ref().map(|p| format!("{POLICY_VAR}={}", p.display())).unwrap_or_else(|| "the built-in policy".into());
+    pub fn new(source: Option<PathBuf>, text: String, nodes: &str, clients: &[String]) -> Result<PolicySetup> {
+        let name =
+            source.as_ref().map(|p| format!("{POLICY_VAR}={}", p.display())).unwrap_or_else(|| "the built-in policy".into());
         let value = parse_hujson(&text).map_err(|e| anyhow!("{name} is not a HuJSON policy: {e:#}: fix the file (headscale reads HuJSON: JSON with comments and trailing commas)"))?;
         if !value.is_object() {
             bail!("{name} is not a policy: its top level is not an object ({{ \"acls\": [...] }}): fix the file");
         }
         let tests = match value.get("tests") {
-            None => if source.is_none() { builtin_tests() } else { Vec::new() },
-            Some(t) => serde_json::from_value(t.clone())
-                .map_err(|e| anyhow!("{name}: its \"tests\" block is not a list of {{src, proto, accept, deny}}: {e}: fix the file"))?,
+            None => {
+                if source.is_none() {
+                    builtin_tests()
+                } else {
+                    Vec::new()
+                }
+            }
+            Some(t) => serde_json::from_value(t.clone()).map_err(|e| {
+                anyhow!("{name}: its \"tests\" block is not a list of {{src, proto, accept, deny}}: {e}: fix the file")
+            })?,
         };
         let nodes = parse_nodes(nodes, clients)?;
         check_nodes(&nodes, &value, &name)?;
@@ -419,7 +423,11 @@ fn standardize(text: &str) -> Result<String> {
 /// tests are evaluated in the lab, against live nodes. A rejection is one line with
 /// headscale's own error.
 pub fn precheck(setup: &PolicySetup, headscale: &Path, release: &HeadscaleRelease, version: &str) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("mesh-policy-check-{}-{}", std::process::id(), std::thread::current().name().unwrap_or("main").len()));
+    let dir = std::env::temp_dir().join(format!(
+        "mesh-policy-check-{}-{}",
+        std::process::id(),
+        std::thread::current().name().unwrap_or("main").len()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let result = (|| -> Result<Output> {
@@ -635,7 +643,13 @@ impl Row {
             if self.proto.is_empty() { String::new() } else { format!(" {}", self.proto) },
             self.dst
         );
-        let verdicts = format!("the entry claims {}, headscale says {}, the mesh: {}; evidence: {}", self.claim(), self.headscale, self.mesh, self.evidence);
+        let verdicts = format!(
+            "the entry claims {}, headscale says {}, the mesh: {}; evidence: {}",
+            self.claim(),
+            self.headscale,
+            self.mesh,
+            self.evidence
+        );
         match (&self.mesh, &self.headscale) {
             (Verdict::NotJudged(_), _) => None,
             (Verdict::Error(_), _) => Some(format!("{what}: the mesh could not be judged: {verdicts}")),
@@ -708,10 +722,7 @@ pub fn judge(rows: &[Row]) -> Result<()> {
 pub fn headscale_verdict(lab: &Lab, setup: &PolicySetup, test: &PolicyTest, dst: &str) -> Result<Verdict> {
     let headscale = lab.headscale();
     if !headscale.release.policy_check_live {
-        return Ok(Verdict::NotJudged(format!(
-            "headscale {} has no tests block",
-            lab.record.tools.versions.headscale
-        )));
+        return Ok(Verdict::NotJudged(format!("headscale {} has no tests block", lab.record.tools.versions.headscale)));
     }
     let mut policy = setup.without_tests();
     let one = PolicyTest { src: test.src.clone(), proto: test.proto.clone(), accept: vec![dst.into()], deny: vec![] };
@@ -745,7 +756,13 @@ pub fn headscale_check_whole(lab: &Lab) -> Result<Option<Result<(), String>>> {
 /// destination (Tailscale's semantics: every source address must be allowed). A claimed accept
 /// gets the ping budget to connect, a claimed deny one bounded attempt. An empty `proto` is
 /// TCP to the port, or else ICMP (headscale then accepts a rule of TCP, UDP or ICMP).
-pub fn mesh_verdict(lab: &Lab, setup: &PolicySetup, test: &PolicyTest, dst: &str, claims_allowed: bool) -> Result<(Verdict, String)> {
+pub fn mesh_verdict(
+    lab: &Lab,
+    setup: &PolicySetup,
+    test: &PolicyTest,
+    dst: &str,
+    claims_allowed: bool,
+) -> Result<(Verdict, String)> {
     let ips = &lab.record.tailnet_ips;
     let sources = match setup.resolve(&test.src, ips) {
         Ok(s) if s.is_empty() => {
@@ -800,7 +817,16 @@ pub fn run_tests(lab: &Lab, setup: &PolicySetup) -> Result<Vec<Row>> {
         for (dst, claims_allowed) in test.accept.iter().map(|d| (d, true)).chain(test.deny.iter().map(|d| (d, false))) {
             let headscale = headscale_verdict(lab, setup, test, dst)?;
             let (mesh, evidence) = mesh_verdict(lab, setup, test, dst, claims_allowed)?;
-            rows.push(Row { entry: i + 1, src: test.src.clone(), proto: test.proto.clone(), dst: dst.clone(), claims_allowed, headscale, mesh, evidence });
+            rows.push(Row {
+                entry: i + 1,
+                src: test.src.clone(),
+                proto: test.proto.clone(),
+                dst: dst.clone(),
+                claims_allowed,
+                headscale,
+                mesh,
+                evidence,
+            });
         }
     }
     Ok(rows)
@@ -808,7 +834,13 @@ pub fn run_tests(lab: &Lab, setup: &PolicySetup) -> Result<Vec<Row>> {
 
 /// The ports the tests block's destinations are probed on.
 pub fn test_ports(setup: &PolicySetup) -> BTreeSet<u16> {
-    setup.tests.iter().flat_map(|t| t.accept.iter().chain(&t.deny)).filter_map(|d| split_destination(d).ok()).map(|(_, p)| p).collect()
+    setup
+        .tests
+        .iter()
+        .flat_map(|t| t.accept.iter().chain(&t.deny))
+        .filter_map(|d| split_destination(d).ok())
+        .map(|(_, p)| p)
+        .collect()
 }
 
 /// The policy file, in the server's state folder (inside the lab's folder).

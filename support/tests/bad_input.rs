@@ -360,7 +360,8 @@ fn mesh_nodes_naming_an_unknown_host_or_a_user_the_policy_lacks_is_refused() {
     let out = mesh(&["check"], &[("MESH_NODES", "client-1:alice")]);
     assert_refused(&out, &["has no '='", "client-1=alice,client-2=bob,client-3=tag:server"], &before);
     // A user's policy without MESH_NODES: the built-in mapping does not fit it, and the fix says so.
-    let theirs = PolicyFile::new("theirs", "{ \"acls\": [ { \"action\": \"accept\", \"src\": [\"dave@\"], \"dst\": [\"erin@:22\"] } ] }");
+    let theirs =
+        PolicyFile::new("theirs", "{ \"acls\": [ { \"action\": \"accept\", \"src\": [\"dave@\"], \"dst\": [\"erin@:22\"] } ] }");
     let out = mesh(&["check"], &[("MESH_POLICY", theirs.path())]);
     assert_refused(&out, &["built-in mapping", "the user alice", "dave, erin", "MESH_NODES"], &before);
 }
@@ -370,10 +371,8 @@ fn mesh_nodes_naming_an_unknown_host_or_a_user_the_policy_lacks_is_refused() {
 #[test]
 fn a_policy_headscale_rejects_stops_the_run_before_any_lab_exists() {
     let before = our_namespaces();
-    let typo = PolicyFile::new(
-        "typo",
-        "{ \"acls\": [ { \"action\": \"accpt\", \"src\": [\"alice@\"], \"dst\": [\"bob@:22\"] } ] }",
-    );
+    let typo =
+        PolicyFile::new("typo", "{ \"acls\": [ { \"action\": \"accpt\", \"src\": [\"alice@\"], \"dst\": [\"bob@:22\"] } ] }");
     let started = Instant::now();
     let out = mesh(&["check"], &[("MESH_POLICY", typo.path()), ("MESH_NODES", "client-1=alice,client-2=bob,client-3=alice")]);
     assert_refused(&out, &["headscale 0.29.3 rejects", typo.path(), "accpt", "invalid ACL action"], &before);
