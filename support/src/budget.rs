@@ -96,6 +96,12 @@ pub fn dns_query() -> Duration {
 pub fn pong() -> Duration {
     scaled(2.0)
 }
+/// A rewritten ACL policy reaching every client after headscale is told to reload it: it
+/// sends the new filter and peers with the next map update (about a second here); SC-005's
+/// 30 s, the limit on the mesh coming back after an interruption.
+pub fn policy_propagation() -> Duration {
+    scaled(30.0)
+}
 /// A path change: a dead direct path is trusted for 6.5 s before magicsock falls back to
 /// DERP; a new one takes a few disco rounds.
 pub fn path_change() -> Duration {

@@ -46,6 +46,32 @@ pub fn upgrade_lab() -> Option<&'static Lab> {
     }))
 }
 
+/// P7's lab: its server runs the ACL policy (`MESH_POLICY`, or the built-in one) and each
+/// client registers as its `MESH_NODES` user or tag. Attached to when `MESH_LAB` names one
+/// built with a policy. The guard serializes P7's tests within a process: one of them rewrites
+/// the policy, and the others must not see it meanwhile.
+pub fn policy_lab() -> (&'static Lab, std::sync::MutexGuard<'static, ()>) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let build = || {
+        LabOptions::from_env().and_then(|o| {
+            let policy = Some(o.policy_from_env()?);
+            Lab::build(LabOptions { policy, ..o })
+        })
+    };
+    let lab = once(build, |lab| {
+        if lab.record.policy.is_none() {
+            bail!(
+                "MESH_LAB names lab {}, which runs without an ACL policy: unset MESH_LAB (the test builds its own), or start \
+                 one with `cargo mesh up --policy FILE` (or MESH_NODES set)",
+                lab.record.run_id
+            );
+        }
+        Ok(())
+    });
+    (lab, guard)
+}
+
 /// The process's lab: attached to (`MESH_LAB`, then checked) or built, once.
 fn once(build: impl FnOnce() -> anyhow::Result<Lab>, check: impl Fn(&Lab) -> anyhow::Result<()>) -> &'static Lab {
     let lab = LAB.get_or_init(|| {

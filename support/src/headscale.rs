@@ -21,6 +21,8 @@ pub struct Headscale<'a> {
     pub program: String,
     /// What this release can do (its configuration keys, its CLI's flags).
     pub release: &'static HeadscaleRelease,
+    /// The file-mode ACL policy it runs with, if any (in its state folder).
+    pub policy_path: Option<String>,
 }
 
 /// A node as `headscale nodes list -o json` shows it (protobuf JSON: false and empty are omitted).
@@ -135,7 +137,7 @@ impl<'a> Headscale<'a> {
                 "sqlite": { "path": format!("{dir}/db.sqlite"), "write_ahead_log": true }
             },
             "log": { "level": "info", "format": "text" },
-            "policy": { "mode": "file", "path": "" },
+            "policy": { "mode": "file", "path": self.policy_path.clone().unwrap_or_default() },
             "dns": {
                 "magic_dns": true,
                 "base_domain": BASE_DOMAIN,
@@ -213,6 +215,21 @@ impl<'a> Headscale<'a> {
         match key["key"].as_str() {
             Some(k) if !k.is_empty() => Ok(k.to_string()),
             _ => bail!("`headscale preauthkeys create` returned no key: {key}"),
+        }
+    }
+
+    /// A single-use pre-auth key whose node is tagged `tag`. Where the release requires a user
+    /// for it (0.27, 0.28), `user_id` (the lab's user); 0.29 makes a key owned by its tag.
+    pub fn tagged_preauth_key(&self, user_id: u64, tag: &str, expiration: &str) -> Result<String> {
+        let user = user_id.to_string();
+        let mut args = vec!["preauthkeys", "create", "--tags", tag, "--expiration", expiration];
+        if self.release.tagged_key_needs_user {
+            args.extend(["--user", user.as_str()]);
+        }
+        let key = self.cli_json(&args)?;
+        match key["key"].as_str() {
+            Some(k) if !k.is_empty() => Ok(k.to_string()),
+            _ => bail!("`headscale {}` returned no key: {key}", args.join(" ")),
         }
     }
 

@@ -37,6 +37,9 @@ pub struct LabOptions {
     /// The headscale release the server starts at, to be upgraded in place to the run's by the
     /// upgrade rehearsal (`upgrade`); `None`: it runs the run's from the start.
     pub server_from: Option<crate::version::Version>,
+    /// The ACL policy the server runs with and the user or tag of each client (P7's lab);
+    /// `None`: no policy, every client the lab's one user (everyone reaches everyone).
+    pub policy: Option<crate::policy::PolicySetup>,
 }
 
 impl LabOptions {
@@ -49,10 +52,27 @@ impl LabOptions {
             lifetime: Lifetime::WithOwner,
             images: crate::images::ImagesKind::from_env()?.0,
             server_from: None,
+            policy: None,
         };
         options.check_client_versions()?;
         crate::upgrade::Plan::from_env(options.backend)?;
+        // A bad MESH_POLICY or MESH_NODES is refused by every command before anything is built,
+        // whether or not this lab runs with the policy.
+        options.policy_from_env()?;
         Ok(options)
+    }
+
+    /// The policy setup `MESH_POLICY` and `MESH_NODES` give (the built-in policy and mapping
+    /// when unset), for the headscale release the run asks for.
+    pub fn policy_from_env(&self) -> Result<crate::policy::PolicySetup> {
+        let release = crate::releases::headscale(crate::tools::HEADSCALE.wanted()?.version)?;
+        let clients: Vec<String> = self.spec.clients().map(|c| c.name.clone()).collect();
+        crate::policy::PolicySetup::from_env(release, &clients)
+    }
+
+    /// `MESH_POLICY` or `MESH_NODES` is set: the user asks for a lab with a policy.
+    pub fn policy_asked() -> bool {
+        [crate::policy::POLICY_VAR, crate::policy::NODES_VAR].iter().any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
     }
 
     /// `MESH_CLIENT_VERSIONS` names clients of this lab, on a backend whose clients can each
@@ -107,6 +127,10 @@ impl Lab {
         }
         let release = tools.versions.headscale_release()?;
         let old_server = Mutex::new(old_server_release(&tools)?);
+        if let Some(setup) = &options.policy {
+            // A policy headscale rejects stops the build before anything of a lab exists.
+            crate::policy::precheck(setup, &tools.headscale, release, &tools.versions.headscale)?;
+        }
         // The lab starts once its programs are there: a first build of a release (minutes) is
         // not part of the lab's time to converge.
         let started = Instant::now();
@@ -139,6 +163,7 @@ impl Lab {
             owner: ProcessId::current(),
             lifetime: options.lifetime,
             spec: options.spec,
+            policy: options.policy,
             tools,
             tailnet_ips: BTreeMap::new(),
             timings: Timings::default(),
@@ -246,15 +271,35 @@ impl Lab {
         // Kept for clients that join later; only the CA's certificate, never a key.
         std::fs::write(record.dir.join(CA_FILE), &pki.ca_pem)?;
         let headscale = self.headscale();
+        if let Some(setup) = &record.policy {
+            headscale.host.write_file(&crate::policy::server_path(self)?, setup.text.as_bytes())?;
+            say!(
+                "headscale runs with {} (policy.mode file); clients: {}",
+                setup.name(),
+                setup.nodes.iter().map(|(c, o)| format!("{c}={o}")).collect::<Vec<_>>().join(", ")
+            );
+        }
         headscale.start(spec, &pki.server_cert_pem, &pki.server_key_pem)?;
         let user = headscale.create_user(USER)?;
+        let mut users = BTreeMap::new();
+        for name in record.policy.iter().flat_map(|p| p.users()) {
+            users.insert(name.clone(), headscale.create_user(&name)?);
+        }
         timings.headscale_ready = phase.elapsed().as_secs_f64();
         say!("headscale ready in {:.2}s at {}", timings.headscale_ready, spec.server_url());
 
         let clients = self.client_names();
         crate::fanout::all("tailscaled start", &clients, |name| self.client(name)?.start(&pki.ca_pem))?;
-        // One single-use key per client, made while the daemons start up.
-        let keys: Vec<String> = clients.iter().map(|_| headscale.preauth_key(user, KEY_EXPIRY)).collect::<Result<_>>()?;
+        // One single-use key per client, made while the daemons start up: of the lab's user, or
+        // with a policy, of the client's user or tagged with its tag.
+        let key_for = |name: &String| -> Result<String> {
+            match record.policy.as_ref().map(|p| &p.nodes[name]) {
+                None => headscale.preauth_key(user, KEY_EXPIRY),
+                Some(crate::policy::Owner::User(u)) => headscale.preauth_key(users[u], KEY_EXPIRY),
+                Some(crate::policy::Owner::Tag(t)) => headscale.tagged_preauth_key(user, t, KEY_EXPIRY),
+            }
+        };
+        let keys: Vec<String> = clients.iter().map(key_for).collect::<Result<_>>()?;
         crate::fanout::all("tailscaled wait", &clients, |name| self.client(name)?.await_daemon())?;
 
         let registration = Instant::now();
@@ -315,6 +360,9 @@ impl Lab {
     }
 
     fn await_mesh_of(&self, ips: &BTreeMap<String, Vec<String>>, budget: Duration) -> Result<()> {
+        if self.record.policy.is_some() {
+            return self.await_policy_mesh(budget);
+        }
         let clients = self.client_names();
         poll::until("every client online and reaching every other", budget, || {
             let nodes = self.headscale().nodes()?;
@@ -344,6 +392,33 @@ impl Lab {
                 Ok(())
             })?;
             Ok(())
+        })
+    }
+
+    /// With a policy, who reaches whom is the policy's to say (P7 checks it): the mesh is up
+    /// when headscale lists every client online and every peer a client is sent (the policy
+    /// hides the others) is online there with its home DERP known.
+    fn await_policy_mesh(&self, budget: Duration) -> Result<()> {
+        let clients = self.client_names();
+        poll::until("every client online, and every peer the policy lets it see online to it", budget, || {
+            let nodes = self.headscale().nodes()?;
+            for name in &clients {
+                match nodes.iter().find(|n| &n.given_name == name) {
+                    Some(n) if n.online => {}
+                    Some(_) => bail!("headscale lists {name} as offline"),
+                    None => bail!("headscale does not list {name}"),
+                }
+            }
+            crate::fanout::all("convergence probe", &clients, |name| {
+                let status = self.client(name)?.status()?;
+                for peer in status.peers() {
+                    if !peer.online || peer.relay.is_empty() {
+                        bail!("{name} sees {} offline or without its home DERP yet", peer.host_name);
+                    }
+                }
+                Ok(())
+            })
+            .map(|_| ())
         })
     }
 
@@ -395,7 +470,9 @@ impl Lab {
             (Some(row), Some(from)) => (&from.headscale, row),
             _ => (&tools.headscale, self.release),
         };
-        Headscale { host: self.host(&server).expect("the server is a host"), program: self.program(path), release }
+        let host = self.host(&server).expect("the server is a host");
+        let policy_path = self.record.policy.as_ref().map(|_| format!("{}/{}", host.state_dir(), crate::policy::FILE));
+        Headscale { host, program: self.program(path), release, policy_path }
     }
 
     /// The server's older headscale has been replaced by the run's: from now on

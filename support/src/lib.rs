@@ -28,6 +28,7 @@ pub mod panics;
 pub mod paths;
 pub mod ping;
 pub mod pki;
+pub mod policy;
 pub mod poll;
 pub mod prereq;
 pub mod process;

@@ -30,6 +30,9 @@ pub struct LabRecord {
     pub lifetime: Lifetime,
     pub spec: LabSpec,
     pub tools: Tools,
+    /// The ACL policy the lab runs with and each client's user or tag (P7's lab).
+    #[serde(default)]
+    pub policy: Option<crate::policy::PolicySetup>,
     pub netns: Option<NetnsRecord>,
     /// The VMs, networks and router of a libvirt lab.
     #[cfg(feature = "libvirt")]

@@ -41,6 +41,28 @@ pub struct HeadscaleRelease {
     /// The newest tailscale series its capability table names. Newer clients are let in
     /// (nothing refuses them); this is how far upstream tested it.
     pub newest_client_named: Version,
+    /// A policy may carry a `tests` block (`src`, `proto`, `accept`, `deny`), which
+    /// `headscale policy check` evaluates against the live users and nodes (0.29). Before,
+    /// the policy is parsed with unknown fields rejected, and a `tests` block is an error
+    /// (`unknown field "tests"`).
+    pub policy_tests: bool,
+    /// `headscale policy check` without a running server: its arguments before the file.
+    /// 0.27 and 0.28 parse the file alone (users and nodes empty) and have no `-c` flag on
+    /// that command (the configuration comes from `HEADSCALE_CONFIG`); 0.29 asks a running
+    /// server over gRPC unless told to open the database itself (`--bypass-…`, with `--force`
+    /// to answer its prompt), which also runs the `tests` block against that database.
+    pub policy_check_offline: &'static [&'static str],
+    /// `policy check` accepts the root's `-c CONFIG` (0.29); 0.27.1 refuses it ("unknown
+    /// shorthand flag: 'c' in -c") and reads `HEADSCALE_CONFIG` instead (0.28 not run here:
+    /// given the environment too, which every release reads).
+    pub policy_check_takes_config_flag: bool,
+    /// `headscale policy check --file` asks the running server (gRPC), which runs the `tests`
+    /// block against its live users and nodes (0.29).
+    pub policy_check_live: bool,
+    /// A tagged pre-auth key (`preauthkeys create --tags tag:x`) needs `--user <id>` (0.27,
+    /// 0.28: the flag is required, and the node keeps that user besides its forced tags); 0.29
+    /// makes a key owned by its tags when no user is given, and the node belongs to its tags.
+    pub tagged_key_needs_user: bool,
     /// Which releases of this series passed every scenario here (empty: known from its
     /// source only).
     pub run_here: &'static str,
@@ -56,6 +78,11 @@ pub const HEADSCALE: &[HeadscaleRelease] = &[
         min_client_capver: 90,
         min_client: Version::new(1, 64, 0),
         newest_client_named: Version::new(1, 84, 0),
+        policy_tests: false,
+        policy_check_offline: &["policy", "check", "--file"],
+        policy_check_takes_config_flag: false,
+        policy_check_live: false,
+        tagged_key_needs_user: true,
         run_here: "0.27.1 with tailscale 1.90.9 (NixOS 25.11's pair), 61/61, 2026-12-01",
     },
     HeadscaleRelease {
@@ -67,6 +94,11 @@ pub const HEADSCALE: &[HeadscaleRelease] = &[
         min_client: Version::new(1, 74, 0),
         newest_client_named: Version::new(1, 92, 0),
         // 0.28.0 cannot be built here: a dependency's checksum is not served (2026-12).
+        policy_tests: false,
+        policy_check_offline: &["policy", "check", "--file"],
+        policy_check_takes_config_flag: false,
+        policy_check_live: false,
+        tagged_key_needs_user: true,
         run_here: "",
     },
     HeadscaleRelease {
@@ -77,6 +109,11 @@ pub const HEADSCALE: &[HeadscaleRelease] = &[
         min_client_capver: 113,
         min_client: Version::new(1, 80, 0),
         newest_client_named: Version::new(1, 98, 0),
+        policy_tests: true,
+        policy_check_offline: &["policy", "check", "--bypass-grpc-and-access-database-directly", "--force", "--file"],
+        policy_check_takes_config_flag: true,
+        policy_check_live: true,
+        tagged_key_needs_user: false,
         run_here: "0.29.3 with tailscale 1.98.10 (the pins), 61/61, 2026-12-01",
     },
 ];

@@ -107,11 +107,16 @@ fn wait_within(child: &mut std::process::Child, limit: std::time::Duration, log:
     }
 }
 
-/// Scenarios that break the mesh on purpose (`*_resilience`) or rebuild its server
-/// (`*_upgrade`) get a lab of their own, so the shared lab's other scenarios never see the
-/// damage.
+/// Scenarios that break the mesh on purpose (`*_resilience`), rebuild its server
+/// (`*_upgrade`) or run it under an ACL policy (`*_policy`) get a lab of their own, so the
+/// shared lab's other scenarios never see the damage or the policy.
 pub fn needs_own_lab(binary: &TestBinary) -> bool {
-    binary.name.ends_with("_resilience") || rehearses_upgrade(binary)
+    binary.name.ends_with("_resilience") || rehearses_upgrade(binary) || runs_policy(binary)
+}
+
+/// The ACL policy's scenarios (`*_policy`): their own lab's server runs the policy.
+pub fn runs_policy(binary: &TestBinary) -> bool {
+    binary.name.ends_with("_policy")
 }
 
 /// The upgrade rehearsal (`*_upgrade`): its own lab's server starts at an older headscale.
@@ -229,12 +234,14 @@ impl RunOutcome {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn only_resilience_and_upgrade_scenarios_get_a_lab_of_their_own() {
+    fn only_resilience_upgrade_and_policy_scenarios_get_a_lab_of_their_own() {
         let b = |n: &str| super::TestBinary { name: n.into(), path: "/x".into() };
         assert!(super::needs_own_lab(&b("p5_resilience")));
         assert!(super::needs_own_lab(&b("p6_upgrade")) && super::rehearses_upgrade(&b("p6_upgrade")));
         assert!(!super::rehearses_upgrade(&b("p5_resilience")));
         assert!(!super::needs_own_lab(&b("p2_cross_network")));
+        assert!(super::needs_own_lab(&b("p7_policy")) && super::runs_policy(&b("p7_policy")));
+        assert!(!super::runs_policy(&b("p6_upgrade")));
     }
 
     #[test]

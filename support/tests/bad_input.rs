@@ -15,7 +15,9 @@ fn mesh(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("MESH_HEADSCALE_VERSION")
         .env_remove("MESH_TAILSCALE_VERSION")
         .env_remove("MESH_CLIENT_VERSIONS")
-        .env_remove("MESH_UPGRADE_FROM");
+        .env_remove("MESH_UPGRADE_FROM")
+        .env_remove("MESH_POLICY")
+        .env_remove("MESH_NODES");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -308,4 +310,81 @@ fn an_unreachable_libvirt_is_named_with_how_to_start_it() {
     let out = mesh(&["up"], &[("MESH_BACKEND", "libvirt"), ("MESH_LIBVIRT_URI", uri)]);
     assert_refused(&out, &["cannot connect to libvirt", uri], &before);
     assert!(started.elapsed() < std::time::Duration::from_secs(120), "it took {:?} to give up", started.elapsed());
+}
+
+/// A policy file of the test's own, removed with the value.
+struct PolicyFile(PathBuf);
+
+impl PolicyFile {
+    fn new(name: &str, text: &str) -> PolicyFile {
+        let dir = std::env::temp_dir().join(format!("mesh-bad-policy-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.hujson"));
+        std::fs::write(&path, text).unwrap();
+        PolicyFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for PolicyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+    }
+}
+
+#[test]
+fn an_unreadable_or_invalid_policy_is_refused_naming_the_file() {
+    let before = our_namespaces();
+    let out = mesh(&["check"], &[("MESH_POLICY", "/nonexistent/policy.hujson")]);
+    assert_refused(&out, &["MESH_POLICY=/nonexistent/policy.hujson cannot be read", "No such file"], &before);
+    let broken = PolicyFile::new("broken", "// a policy\n{ \"acls\": [ { \"action\": \"accept\" \"src\": [] } ] }\n");
+    let out = mesh(&["up", "--policy", broken.path()], &[]);
+    assert_refused(&out, &["is not a HuJSON policy", "line 2", broken.path()], &before);
+    let list = PolicyFile::new("list", "[]");
+    let out = mesh(&["check"], &[("MESH_POLICY", list.path())]);
+    assert_refused(&out, &["is not a policy", "top level"], &before);
+}
+
+#[test]
+fn mesh_nodes_naming_an_unknown_host_or_a_user_the_policy_lacks_is_refused() {
+    let before = our_namespaces();
+    let out = mesh(&["check"], &[("MESH_NODES", "client-9=alice")]);
+    assert_refused(&out, &["MESH_NODES", "client-9", "not a client of the lab", "client-1, client-2, client-3"], &before);
+    let out = mesh(&["up", "--nodes", "client-2=carol"], &[]);
+    assert_refused(&out, &["client-2 the user carol", "the built-in policy does not name", "alice, bob"], &before);
+    let out = mesh(&["check"], &[("MESH_NODES", "client-3=tag:db")]);
+    assert_refused(&out, &["tag:db", "tagOwners", "tag:server"], &before);
+    let out = mesh(&["check"], &[("MESH_NODES", "client-1:alice")]);
+    assert_refused(&out, &["has no '='", "client-1=alice,client-2=bob,client-3=tag:server"], &before);
+    // A user's policy without MESH_NODES: the built-in mapping does not fit it, and the fix says so.
+    let theirs =
+        PolicyFile::new("theirs", "{ \"acls\": [ { \"action\": \"accept\", \"src\": [\"dave@\"], \"dst\": [\"erin@:22\"] } ] }");
+    let out = mesh(&["check"], &[("MESH_POLICY", theirs.path())]);
+    assert_refused(&out, &["built-in mapping", "the user alice", "dave, erin", "MESH_NODES"], &before);
+}
+
+/// headscale itself judges the policy on this machine before anything of a lab exists, and its
+/// own error is the one line.
+#[test]
+fn a_policy_headscale_rejects_stops_the_run_before_any_lab_exists() {
+    let before = our_namespaces();
+    let typo =
+        PolicyFile::new("typo", "{ \"acls\": [ { \"action\": \"accpt\", \"src\": [\"alice@\"], \"dst\": [\"bob@:22\"] } ] }");
+    let started = Instant::now();
+    let out = mesh(&["check"], &[("MESH_POLICY", typo.path()), ("MESH_NODES", "client-1=alice,client-2=bob,client-3=alice")]);
+    assert_refused(&out, &["headscale 0.29.3 rejects", typo.path(), "accpt", "invalid ACL action"], &before);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("cargo test --no-run"), "it built the scenario tests first");
+    assert!(started.elapsed() < Duration::from_secs(30), "it took {:?}", started.elapsed());
+    let out = mesh(&["up", "--policy", typo.path(), "--nodes", "client-1=alice,client-2=bob,client-3=bob"], &[]);
+    assert_refused(&out, &["rejects", "accpt"], &before);
+    // A malformed tests block is headscale 0.29's to reject too (it would not start on it).
+    let tests = PolicyFile::new(
+        "tests",
+        "{ \"acls\": [ { \"action\": \"accept\", \"src\": [\"alice@\"], \"dst\": [\"bob@:22\"] } ],\n  \"tests\": [ { \"src\": \"alice@\", \"proto\": \"icmp\", \"accept\": [\"bob@:22\"] } ] }",
+    );
+    let out = mesh(&["check"], &[("MESH_POLICY", tests.path()), ("MESH_NODES", "client-1=alice,client-2=bob,client-3=bob")]);
+    assert_refused(&out, &["rejects", "test protocol must be tcp, udp, sctp, or empty"], &before);
 }

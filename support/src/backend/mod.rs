@@ -26,6 +26,10 @@ pub trait Host: Send + Sync {
     /// Stop a service: SIGTERM, then SIGKILL after the stop budget. Stopping a stopped one is fine.
     fn stop_service(&self, service: &str) -> Result<()>;
 
+    /// Tell a running service to reload its configuration: SIGHUP to its recorded process
+    /// (headscale reads its file-mode ACL policy again on it).
+    fn reload_service(&self, service: &str) -> Result<()>;
+
     /// The service is running (it may still be starting up).
     fn service_running(&self, service: &str) -> bool;
 

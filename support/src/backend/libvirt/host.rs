@@ -186,6 +186,14 @@ impl Host for VmHost {
         Ok(())
     }
 
+    fn reload_service(&self, service: &str) -> Result<()> {
+        let unit = Self::unit(service);
+        self.exec(&["systemctl", "kill", "--signal=HUP", &unit], None, budget::command())?
+            .check()
+            .with_context(|| format!("on {}: SIGHUP to {service}", self.name))?;
+        Ok(())
+    }
+
     fn service_running(&self, service: &str) -> bool {
         let line = format!("systemctl is-active --quiet {}", Self::unit(service));
         matches!(self.run_line(&line, None, budget::command()), Ok((Some(0), ..)))

@@ -126,6 +126,18 @@ impl Host for NetnsHost {
         Ok(())
     }
 
+    fn reload_service(&self, service: &str) -> Result<()> {
+        let id = self
+            .recorded(service)
+            .filter(|id| id.alive())
+            .ok_or_else(|| anyhow!("on {}: {service} is not running", self.name))?;
+        // By its recorded pid and start time, never by name.
+        if unsafe { libc::kill(id.pid as i32, libc::SIGHUP) } != 0 {
+            bail!("on {}: SIGHUP to {service} (pid {}): {}", self.name, id.pid, std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     fn service_running(&self, service: &str) -> bool {
         self.recorded(service).is_some_and(|id| id.alive())
     }

@@ -19,6 +19,11 @@ pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
     if keep {
         options.lifetime = Lifetime::Detached;
     }
+    // P7's policy, judged by headscale on this machine before any lab exists: a policy it
+    // rejects stops the run here, with headscale's error.
+    let policy = options.policy_from_env()?;
+    let tools = meshlab::tools::Tools::resolve()?;
+    meshlab::policy::precheck(&policy, &tools.headscale, tools.versions.headscale_release()?, &tools.versions.headscale)?;
     let binaries = runner::build_test_binaries()?;
     let lab = Lab::build(options.clone())?;
     let outcome = run_all(&lab, &options, &binaries)?;
@@ -54,7 +59,11 @@ pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary])
         let group = std::slice::from_ref(binary);
         let own_options = own_lab_options(binary, options)?;
         if let (Some(own_options), true) = (own_options, outcome.passed) {
-            say!("{} breaks the mesh or its server on purpose: it gets a lab of its own", binary.priority());
+            if runner::runs_policy(binary) {
+                say!("{} runs the mesh under an ACL policy: it gets a lab of its own", binary.priority());
+            } else {
+                say!("{} breaks the mesh or its server on purpose: it gets a lab of its own", binary.priority());
+            }
             lab.set_paused(true)?;
             let result = (|| -> Result<RunOutcome> {
                 let own = Lab::build(own_options)?;
@@ -93,6 +102,9 @@ fn own_lab_options(binary: &runner::TestBinary, options: &LabOptions) -> Result<
         return Ok(None);
     }
     let own = LabOptions { lifetime: Lifetime::WithOwner, ..options.clone() };
+    if runner::runs_policy(binary) {
+        return Ok(Some(LabOptions { policy: Some(options.policy_from_env()?), ..own }));
+    }
     if !runner::rehearses_upgrade(binary) {
         return Ok(Some(own));
     }

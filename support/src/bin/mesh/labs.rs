@@ -11,6 +11,10 @@ use std::process::{Command, ExitCode};
 pub fn up(foreground: bool) -> Result<ExitCode> {
     let mut options = LabOptions::from_env()?;
     options.lifetime = if foreground { Lifetime::WithOwner } else { Lifetime::Detached };
+    if LabOptions::policy_asked() {
+        // `--policy` / `MESH_POLICY` or `MESH_NODES`: a lab for P7's tests to attach to.
+        options.policy = Some(options.policy_from_env()?);
+    }
     let lab = Lab::build(options)?;
     let clients = lab.client_names().join(", ");
     if foreground {

@@ -111,6 +111,14 @@ struct LabArgs {
     /// The tailscale release to build and test, e.g. 1.90.9 (default: the pin). Overrides MESH_TAILSCALE_VERSION.
     #[arg(long, value_name = "VERSION")]
     tailscale_version: Option<String>,
+    /// The HuJSON ACL policy P7's lab runs with (default: the built-in one); with `up`, the lab
+    /// runs with it. Overrides MESH_POLICY.
+    #[arg(long, value_name = "PATH")]
+    policy: Option<String>,
+    /// Which user or tag each client registers as under the policy, e.g.
+    /// client-1=alice,client-2=bob,client-3=tag:server. Overrides MESH_NODES.
+    #[arg(long, value_name = "LIST")]
+    nodes: Option<String>,
 }
 
 impl LabArgs {
@@ -122,6 +130,8 @@ impl LabArgs {
             ("MESH_SUBNET_B", &self.subnet_b),
             ("MESH_HEADSCALE_VERSION", &self.headscale_version),
             ("MESH_TAILSCALE_VERSION", &self.tailscale_version),
+            ("MESH_POLICY", &self.policy),
+            ("MESH_NODES", &self.nodes),
         ] {
             if let Some(v) = value {
                 std::env::set_var(var, v);
