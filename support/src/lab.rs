@@ -40,6 +40,9 @@ pub struct LabOptions {
     /// The ACL policy the server runs with and the user or tag of each client (P7's lab);
     /// `None`: no policy, every client the lab's one user (everyone reaches everyone).
     pub policy: Option<crate::policy::PolicySetup>,
+    /// Another process whose exit removes the lab (`mesh up --until-exit-of`: a test runner
+    /// such as nextest); its services are detached from this one. `None`: this process.
+    pub owner: Option<ProcessId>,
 }
 
 impl LabOptions {
@@ -53,6 +56,7 @@ impl LabOptions {
             images: crate::images::ImagesKind::from_env()?.0,
             server_from: None,
             policy: None,
+            owner: None,
         };
         options.check_client_versions()?;
         crate::upgrade::Plan::from_env(options.backend)?;
@@ -160,7 +164,7 @@ impl Lab {
             run_id,
             backend: options.backend,
             dir,
-            owner: ProcessId::current(),
+            owner: options.owner.unwrap_or_else(ProcessId::current),
             lifetime: options.lifetime,
             spec: options.spec,
             policy: options.policy,
@@ -189,7 +193,7 @@ impl Lab {
             }
             record.save()?;
         }
-        if lab.record.lifetime == Lifetime::WithOwner {
+        if lab.record.lifetime == Lifetime::WithOwner || options.owner.is_some() {
             lab.record.watchdog = Some(registry::spawn_watchdog(&lab.record)?);
             lab.record.save()?;
         }

@@ -87,9 +87,10 @@ impl LabRecord {
         self.index.clone().unwrap_or_else(|| PathBuf::from(paths::ROOT_INDEX)).join(&self.run_id)
     }
 
-    /// Nobody will remove this lab if we don't: its owner is gone and it was not detached.
+    /// Nobody will remove this lab if we don't: its owner is gone, and the lab was to go with
+    /// it (built to die with its builder, or to live until another process exits).
     fn abandoned(&self) -> bool {
-        !self.torn_down && self.lifetime == Lifetime::WithOwner && !self.owner.alive()
+        !self.torn_down && (self.lifetime == Lifetime::WithOwner || self.watchdog.is_some()) && !self.owner.alive()
     }
 }
 

@@ -265,4 +265,32 @@ mod tests {
                      note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n";
         assert_eq!(super::without_backtraces(panic), "thread 'x' panicked at src/lib.rs:3:5:\nboom\n[backtrace of 2 lines left out; the log has it]");
     }
+
+    /// nextest's config names the files that build labs of their own in its filters (the
+    /// shared lab's setup script and test group leave them out): the same files as here.
+    #[test]
+    fn nextest_leaves_the_same_files_out_of_the_shared_lab() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let config = std::fs::read_to_string(root.join(".config/nextest.toml")).unwrap();
+        let excluded: Vec<&str> = config
+            .lines()
+            .filter(|l| l.starts_with("filter = ") && l.contains("!binary(/_("))
+            .map(|l| l.split("!binary(/_(").nth(1).unwrap().split(")$/)").next().unwrap())
+            .collect();
+        assert!(excluded.len() >= 2, "the shared lab's script and test group filter files out: {excluded:?}");
+        let mut files = 0;
+        for entry in std::fs::read_dir(root.join("tests")).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().trim_end_matches(".rs").to_string();
+            if !super::is_scenario_binary(&name) {
+                continue;
+            }
+            files += 1;
+            let own = super::needs_own_lab(&super::TestBinary { name: name.clone(), path: "/x".into() });
+            for alternatives in &excluded {
+                let left_out = alternatives.split('|').any(|suffix| name.ends_with(&format!("_{suffix}")));
+                assert_eq!(left_out, own, "{name}: nextest's filter and runner::needs_own_lab disagree");
+            }
+        }
+        assert!(files >= 7, "the scenario files are found: {files}");
+    }
 }

@@ -1,16 +1,25 @@
 //! Labs that outlive a command: `up`, `status`, `shell`, `down`.
 
 use crate::table;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use meshlab::lab::{Lab, LabOptions};
-use meshlab::process::Lifetime;
+use meshlab::say;
+use meshlab::process::{Lifetime, ProcessId};
 use meshlab::registry::{self, LabRecord};
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
-pub fn up(foreground: bool) -> Result<ExitCode> {
+/// `until_exit_of`: the lab lives until that process exits (a test runner), then its watchdog
+/// removes it. `env_file`: `MESH_LAB=<id>` is appended there (nextest's `$NEXTEST_ENV`).
+pub fn up(foreground: bool, until_exit_of: Option<u32>, env_file: Option<PathBuf>) -> Result<ExitCode> {
     let mut options = LabOptions::from_env()?;
     options.lifetime = if foreground { Lifetime::WithOwner } else { Lifetime::Detached };
+    if let Some(pid) = until_exit_of {
+        options.owner = Some(ProcessId::of(pid).ok_or_else(|| {
+            anyhow!("--until-exit-of {pid}: no such process; give the pid of the process the lab is to outlive no longer")
+        })?);
+    }
     if LabOptions::policy_asked() {
         // `--policy` / `MESH_POLICY` or `MESH_NODES`: a lab for P7's tests to attach to.
         options.policy = Some(options.policy_from_env()?);
@@ -31,6 +40,15 @@ pub fn up(foreground: bool) -> Result<ExitCode> {
         }
     }
     let record = lab.release();
+    if let Some(path) = env_file {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        writeln!(file, "MESH_LAB={}", record.run_id).with_context(|| format!("writing MESH_LAB to {}", path.display()))?;
+    }
+    if let Some(pid) = until_exit_of {
+        println!("lab {} is up ({}) until process {pid} exits; its watchdog removes it then", record.run_id, record.backend.name());
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "lab {id} is up ({backend}): headscale at {url}; clients {clients}\n\
          point tests at it:  export MESH_LAB={id}   (then {test} …)\n\
@@ -92,6 +110,24 @@ pub fn down(name: Option<String>, all: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn tools() -> Result<ExitCode> {
+    let options = LabOptions::from_env()?;
+    let mut tools = meshlab::tools::Tools::resolve()?;
+    // P6's older headscale too, so that no test builds a release while its time runs.
+    if let meshlab::upgrade::Plan::Rehearse { from, .. } = meshlab::upgrade::Plan::from_env(options.backend)? {
+        tools.add_upgrade_from(from)?;
+        say!("P6's server starts at headscale {from}: ready");
+    }
+    println!(
+        "programs under test: headscale {} ({}), {} ({})",
+        tools.versions.headscale,
+        tools.headscale.display(),
+        tools.versions.describe_tailscale(),
+        tools.tailscale.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn status() -> Result<ExitCode> {
     // Root also sees normal users' labs (which `cargo mesh down --all` removes too).
     let labs: Vec<LabRecord> = registry::indexed().into_iter().chain(registry::indexed_by_other_users()).collect();
@@ -102,6 +138,7 @@ pub fn status() -> Result<ExitCode> {
     let mut rows = vec![vec!["lab".to_string(), "backend".into(), "kept by".into(), "hosts".into(), "folder".into()]];
     for r in &labs {
         let mut owner = match r.lifetime {
+            Lifetime::Detached if r.watchdog.is_some() => format!("process {} (until it exits)", r.owner.pid),
             Lifetime::Detached => "cargo mesh down".to_string(),
             Lifetime::WithOwner if r.owner.alive() => format!("process {}", r.owner.pid),
             Lifetime::WithOwner => format!("nobody (process {} is gone)", r.owner.pid),

@@ -42,6 +42,13 @@ enum Cmd {
         /// Keep the lab only while this command runs: Ctrl-C (or its end in any way) removes it.
         #[arg(long)]
         foreground: bool,
+        /// Keep the lab until process PID exits, then remove it (nextest's setup script gives
+        /// nextest's pid: one lab for the whole run).
+        #[arg(long, value_name = "PID", conflicts_with = "foreground")]
+        until_exit_of: Option<u32>,
+        /// Append `MESH_LAB=<id>` to this file once the lab is up (nextest's `$NEXTEST_ENV`).
+        #[arg(long, value_name = "PATH")]
+        env_file: Option<PathBuf>,
     },
     /// Remove a lab left running by `up` or `check --keep`.
     Down {
@@ -53,6 +60,12 @@ enum Cmd {
     },
     /// List the labs on this machine.
     Status,
+    /// Build the programs under test for the versions asked (or find them in the cache) and
+    /// say which ran where: what nextest's setup script runs before any test.
+    Tools {
+        #[command(flatten)]
+        lab: LabArgs,
+    },
     /// Open a shell inside a lab host (`headscale`, `client-1`, `client-2`, `client-3`).
     Shell {
         host: String,
@@ -147,12 +160,16 @@ fn main() -> ExitCode {
             lab.apply();
             check::run(json, keep)
         }
-        Cmd::Up { lab, foreground } => {
+        Cmd::Up { lab, foreground, until_exit_of, env_file } => {
             lab.apply();
-            labs::up(foreground)
+            labs::up(foreground, until_exit_of, env_file)
         }
         Cmd::Down { lab, all } => labs::down(lab, all),
         Cmd::Status => labs::status(),
+        Cmd::Tools { lab } => {
+            lab.apply();
+            labs::tools()
+        }
         Cmd::Shell { host, lab } => labs::shell(&host, lab),
         Cmd::Bench { lab, runs, json, from_scratch } => {
             lab.apply();
