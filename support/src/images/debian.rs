@@ -306,7 +306,7 @@ fn build(tools: &Tools, sources: &[String], recipe: &str, dir: &Path) -> Result<
 
 /// What the build runs, named with the package that has it.
 fn prerequisites() -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         bail!("building the Debian image needs root (mmdebstrap --mode=root makes a root filesystem owned by root)");
     }
     let on_path =

@@ -25,7 +25,6 @@ use crate::spec::LabSpec;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -219,13 +218,12 @@ pub fn delete_namespace(ns: &str) -> Result<()> {
 
 /// A TCP connection made from inside the network namespace `ns`; it stays there once made.
 pub fn connect_from(ns: &str, addr: std::net::SocketAddr, limit: std::time::Duration) -> Result<std::net::TcpStream> {
-    use std::os::fd::AsRawFd;
     let netns = format!("/run/netns/{ns}");
     // setns() changes only the calling thread: a short-lived thread enters, connects, ends.
     std::thread::spawn(move || -> Result<std::net::TcpStream> {
         let file = std::fs::File::open(&netns).with_context(|| format!("opening {netns}"))?;
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("entering {netns}: {}", std::io::Error::last_os_error());
+        if let Err(e) = nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET) {
+            bail!("entering {netns}: {}", std::io::Error::from(e));
         }
         Ok(std::net::TcpStream::connect_timeout(&addr, limit)?)
     })
@@ -503,8 +501,7 @@ pub fn removal_script(record: &NetnsRecord) -> String {
 }
 
 fn unmount(path: &Path) -> bool {
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).expect("paths have no NUL");
-    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) == 0 }
+    nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).is_ok()
 }
 
 fn is_mount_point(path: &Path) -> bool {
