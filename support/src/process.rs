@@ -78,6 +78,34 @@ fn start_time(pid: u32) -> Option<u64> {
     stat_fields(pid)?.get(19)?.parse().ok()
 }
 
+/// The mount points this process sees (`/proc/self/mountinfo`'s fifth field, unescaped); none
+/// if it cannot be read.
+pub fn mount_points() -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape_mountinfo).collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as octal escapes (`\040`).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
+        match (bytes[i], octal) {
+            (b'\\', Some(b)) => {
+                out.push(b);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Every process on this machine, by pid.
 pub fn all_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -163,6 +191,12 @@ pub fn spawn_service(mut cmd: Command, lifetime: Lifetime) -> Result<Child> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_read_back() {
+        assert_eq!(unescape_mountinfo(r"/work/my\040labs/ns"), "/work/my labs/ns");
+        assert_eq!(unescape_mountinfo("/plain/path"), "/plain/path");
+    }
 
     #[test]
     fn a_process_is_known_by_pid_and_start_time() {

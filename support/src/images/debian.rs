@@ -484,14 +484,8 @@ fn remove_tree(path: &Path) -> Result<()> {
     if fs::symlink_metadata(path).is_err() {
         return Ok(());
     }
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let below = format!("{}/", path.display());
-    let mut inside: Vec<String> = mounts
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| m.replace("\\040", " "))
-        .filter(|m| m.starts_with(&below))
-        .collect();
+    let mut inside: Vec<String> = crate::process::mount_points().into_iter().filter(|m| m.starts_with(&below)).collect();
     inside.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for mount in &inside {
         exec::local(&["umount", "--lazy", mount], budget::command())?.check()?;

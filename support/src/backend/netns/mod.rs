@@ -507,30 +507,7 @@ fn unmount(path: &Path) -> bool {
 fn is_mount_point(path: &Path) -> bool {
     let Ok(canon) = path.canonicalize() else { return false };
     let target = canon.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|info| info.lines().any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(target.as_str())))
-        .unwrap_or(false)
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as octal escapes (`\040`).
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
-        match (bytes[i], octal) {
-            (b'\\', Some(b)) => {
-                out.push(b);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    process::mount_points().contains(&target)
 }
 
 fn processes_in_namespaces(inodes: &[u64]) -> Vec<ProcessId> {
@@ -574,12 +551,6 @@ pub fn namespaces_of_this_tool() -> BTreeMap<String, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_read_back() {
-        assert_eq!(unescape_mountinfo(r"/work/my\040labs/ns"), "/work/my labs/ns");
-        assert_eq!(unescape_mountinfo("/plain/path"), "/plain/path");
-    }
 
     #[test]
     fn namespaces_are_recognised_by_their_run_unique_names_only() {
