@@ -130,6 +130,7 @@ fn lab_command(record: &NetnsRecord, argv: &[&str]) -> Result<Output> {
     exec::run("this machine", &exec::display_argv(argv), record.command(argv)?, None, budget::command())?.check()
 }
 
+/// `ip` and `nft` run as commands, not netlink crates, on purpose: a failure shows the command; nsenter takes it to a lab.
 pub(crate) fn ip(record: &NetnsRecord, args: &[&str]) -> Result<Output> {
     let mut argv = vec!["ip"];
     argv.extend_from_slice(args);
