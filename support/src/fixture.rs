@@ -86,6 +86,10 @@ fn once(build: impl FnOnce() -> anyhow::Result<Lab>, check: impl Fn(&Lab) -> any
             Ok(lab) => {
                 let lab: &'static Lab = Box::leak(Box::new(lab));
                 if lab.owned() {
+                    // Neither std nor nix registers an exit handler.
+                    // SAFETY: atexit only records the pointer; `teardown_at_exit` takes no
+                    // arguments, uses only the leaked 'static lab, and as an `extern "C" fn` a
+                    // panic in it aborts rather than unwinding into libc.
                     unsafe { libc::atexit(teardown_at_exit) };
                 }
                 Ok(lab)

@@ -56,7 +56,7 @@ pub const ROOT_INDEX: &str = "/run/mesh-lab";
 /// is the user's own), else `/tmp/mesh-lab-<uid>`. Both are emptied at boot, as are the
 /// namespaces they point at.
 pub fn index_dir() -> PathBuf {
-    let uid = unsafe { libc::geteuid() };
+    let uid = nix::unistd::geteuid().as_raw();
     if uid == 0 {
         return PathBuf::from(ROOT_INDEX);
     }
@@ -67,7 +67,7 @@ pub fn index_dir() -> PathBuf {
 /// other of its two possible places (a lab made from a login session, with a runtime
 /// directory, is still found from a shell without one).
 pub fn index_dirs() -> Vec<PathBuf> {
-    let uid = unsafe { libc::geteuid() };
+    let uid = nix::unistd::geteuid().as_raw();
     let mut dirs = vec![index_dir()];
     if uid != 0 {
         for d in [Some(tmp_index(uid)), runtime_dir(uid).map(|d| d.join("mesh-lab"))].into_iter().flatten() {
@@ -112,7 +112,7 @@ fn runtime_dir(uid: u32) -> Option<PathBuf> {
 /// not a symlink, and closed to others (in /tmp anyone could have made it first).
 pub fn ensure_index_dir() -> Result<PathBuf> {
     let dir = index_dir();
-    let uid = unsafe { libc::geteuid() };
+    let uid = nix::unistd::geteuid().as_raw();
     if uid == 0 {
         std::fs::create_dir_all(&dir)?;
         return Ok(dir);

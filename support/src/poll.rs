@@ -1,6 +1,7 @@
 //! The one way to wait: poll a real condition within a budget, count every attempt against
 //! it, make a last attempt at the end, and fail with what was last observed.
 //! The condition only observes; a state change never happens inside a poll.
+//! Hand-written on purpose: retry crates repeat an action; this only observes and reports the last observation.
 
 use anyhow::{anyhow, Result};
 use std::time::{Duration, Instant};

@@ -61,7 +61,7 @@ fn have(command: &str) -> bool {
 }
 
 pub fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// The line that marks a policy-rc.d as ours (see [`NoServiceStarts`]).

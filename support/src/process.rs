@@ -2,6 +2,9 @@
 //! recycled pid is never mistaken for ours; spawned so that they die with their owner.
 
 use anyhow::{Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::{setpgid, setsid, Pid};
 use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
@@ -39,14 +42,14 @@ impl ProcessId {
         if !self.alive() {
             return;
         }
-        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while self.alive() && Instant::now() < deadline {
             reap(self.pid);
             std::thread::sleep(Duration::from_millis(20));
         }
         if self.alive() {
-            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+            let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
             // SIGKILL is final, but a process stuck in the kernel (D state) takes its time:
             // wait no longer than the grace, and let the caller see it still alive.
             let deadline = Instant::now() + grace;
@@ -61,7 +64,7 @@ impl ProcessId {
 
 /// Collect our child's exit status, if it is our child, so it does not linger as a zombie.
 fn reap(pid: u32) {
-    unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG) };
+    let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
 }
 
 /// Fields of /proc/PID/stat after the command name: [0] is the state, [19] the start time.
@@ -73,6 +76,34 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 
 fn start_time(pid: u32) -> Option<u64> {
     stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// The mount points this process sees (`/proc/self/mountinfo`'s fifth field, unescaped); none
+/// if it cannot be read.
+pub fn mount_points() -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape_mountinfo).collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as octal escapes (`\040`).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
+        match (bytes[i], octal) {
+            (b'\\', Some(b)) => {
+                out.push(b);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Every process on this machine, by pid.
@@ -136,15 +167,17 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
 
 /// Start a long-running process with the given lifetime.
 pub fn spawn_service(mut cmd: Command, lifetime: Lifetime) -> Result<Child> {
+    // SAFETY: the closure runs between fork and exec and makes only setpgid, prctl or setsid
+    // syscalls: no allocation, no lock, nothing that is not async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             match lifetime {
                 Lifetime::WithOwner => {
-                    libc::setpgid(0, 0);
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+                    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
                 }
                 Lifetime::Detached => {
-                    libc::setsid();
+                    let _ = setsid();
                 }
             }
             Ok(())
@@ -158,6 +191,12 @@ pub fn spawn_service(mut cmd: Command, lifetime: Lifetime) -> Result<Child> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_read_back() {
+        assert_eq!(unescape_mountinfo(r"/work/my\040labs/ns"), "/work/my labs/ns");
+        assert_eq!(unescape_mountinfo("/plain/path"), "/plain/path");
+    }
 
     #[test]
     fn a_process_is_known_by_pid_and_start_time() {

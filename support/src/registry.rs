@@ -10,6 +10,8 @@ use crate::spec::LabSpec;
 use crate::tools::Tools;
 use crate::{paths, say};
 use anyhow::{Context, Result};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -218,7 +220,7 @@ fn removal_script(record: &LabRecord) -> Result<String> {
 fn stop_watchdog(record: &LabRecord) {
     if let Some(w) = record.watchdog.filter(ProcessId::alive) {
         // It leads a process group of its own (its `tail` included): end all of it.
-        unsafe { libc::kill(-(w.pid as i32), libc::SIGKILL) };
+        let _ = killpg(Pid::from_raw(w.pid as i32), Signal::SIGKILL);
         w.terminate(crate::budget::stop());
     }
 }
@@ -300,7 +302,7 @@ pub fn reclaim_abandoned() -> Vec<String> {
         .collect();
     removed.extend(remove_unrecorded_namespaces(&known));
     // A normal user's own holders only: another user's lab is listed in that user's index.
-    removed.extend(remove_unrecorded_holders(&known, Some(unsafe { libc::geteuid() })));
+    removed.extend(remove_unrecorded_holders(&known, Some(nix::unistd::geteuid().as_raw())));
     removed
 }
 

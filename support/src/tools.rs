@@ -378,14 +378,14 @@ struct BuildLock {
 
 impl BuildLock {
     fn take(release: &Release) -> Result<BuildLock> {
-        use std::os::fd::AsRawFd;
         std::fs::create_dir_all(paths::tools_dir())?;
         let path = beside(release, "lock");
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        // std's file locks are flock(2) on Linux.
+        if file.try_lock().is_err() {
             crate::say!("another run is building {}; waiting for it", release.describe());
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
+            if let Err(e) = file.lock() {
+                bail!("locking {}: {e}", path.display());
             }
         }
         Ok(BuildLock { _file: file, path })

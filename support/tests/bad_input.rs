@@ -247,7 +247,7 @@ fn a_missing_binary_is_refused_naming_the_variable() {
 /// (its package), or the labs' folder (MESH_STATE_DIR), whichever this machine lacks first.
 #[test]
 fn without_root_the_error_says_what_is_needed() {
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIPPED: this test drops root to run as another user; it runs as root");
         return;
     }

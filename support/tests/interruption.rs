@@ -6,6 +6,8 @@ mod common;
 
 use common::Snapshot;
 use meshlab::registry;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -75,8 +77,8 @@ impl Foreground {
         panic!("`mesh up --foreground` never printed {marker:?} within {UP_BUDGET:?}; it printed:\n{}", seen.join("\n"));
     }
 
-    fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
-        unsafe { libc::kill(self.child.id() as i32, signal) };
+    fn signal(&mut self, signal: Signal) -> std::process::ExitStatus {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), signal);
         self.ended = true;
         self.child.wait().unwrap()
     }
@@ -98,16 +100,16 @@ impl Drop for Foreground {
 
 #[test]
 fn sigint_and_sigterm_remove_the_lab_before_exiting() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
         let mut up = Foreground::start();
         up.wait_for("is up while this command runs");
         let lab = up.snapshot();
         assert!(!lab.leftovers().is_empty(), "the lab should exist while mesh runs");
         let status = up.signal(signal);
-        assert_eq!(status.code(), Some(130), "mesh should exit 130 after removing its lab on signal {signal}");
+        assert_eq!(status.code(), Some(130), "mesh should exit 130 after removing its lab on signal {}", signal as i32);
         // Its watchdog sweeps once more after the exit (in case anything was still being made).
         let left: Vec<String> = lab.leftovers().into_iter().filter(|l| !l.starts_with("watchdog")).collect();
-        assert_eq!(left, Vec::<String>::new(), "signal {signal} left pieces of lab {}", lab.run_id);
+        assert_eq!(left, Vec::<String>::new(), "signal {} left pieces of lab {}", signal as i32, lab.run_id);
         assert_eq!(lab.await_gone(WATCHDOG_BUDGET), Vec::<String>::new(), "the watchdog of lab {} did not finish", lab.run_id);
     }
 }
@@ -121,7 +123,7 @@ fn sigkill_leaves_nothing_behind() {
         let mut up = Foreground::start();
         up.wait_for(moment);
         let lab = up.snapshot();
-        up.signal(libc::SIGKILL);
+        up.signal(Signal::SIGKILL);
         assert_eq!(
             lab.await_gone(WATCHDOG_BUDGET),
             Vec::<String>::new(),
@@ -140,8 +142,8 @@ fn a_lab_whose_owner_and_watchdog_were_killed_is_removed_by_the_next_run() {
     let lab = up.snapshot();
     let record = registry::LabRecord::load(&lab.dir).expect("the lab's record");
     let watchdog = record.watchdog.expect("a lab owned by a process has a watchdog");
-    unsafe { libc::kill(-(watchdog.pid as i32), libc::SIGKILL) };
-    up.signal(libc::SIGKILL);
+    let _ = killpg(Pid::from_raw(watchdog.pid as i32), Signal::SIGKILL);
+    up.signal(Signal::SIGKILL);
     registry::reclaim_abandoned();
     assert_eq!(lab.await_gone(Duration::from_secs(5)), Vec::<String>::new(), "lab {} was not reclaimed", lab.run_id);
 }
@@ -165,11 +167,11 @@ fn a_vm_lab_interrupted_while_its_vms_boot_leaves_no_vm_network_or_qemu() {
     };
 
     let (mut up, lab) = vm_lab();
-    assert_eq!(up.signal(libc::SIGTERM).code(), Some(130), "mesh should exit 130 after removing its VM lab on SIGTERM");
+    assert_eq!(up.signal(Signal::SIGTERM).code(), Some(130), "mesh should exit 130 after removing its VM lab on SIGTERM");
     assert_eq!(lab.await_gone(VM_GONE), Vec::<String>::new(), "VM lab {} outlived its owner's SIGTERM", lab.run_id);
 
     let (mut up, lab) = vm_lab();
-    up.signal(libc::SIGKILL);
+    up.signal(Signal::SIGKILL);
     assert_eq!(lab.await_gone(VM_GONE), Vec::<String>::new(), "VM lab {} outlived its owner's SIGKILL", lab.run_id);
 
     let Some(libvirtd) = common::Libvirtd::ours_to_stop() else {
@@ -178,7 +180,7 @@ fn a_vm_lab_interrupted_while_its_vms_boot_leaves_no_vm_network_or_qemu() {
     };
     let (mut up, lab) = vm_lab();
     let restart = libvirtd.stop();
-    up.signal(libc::SIGKILL);
+    up.signal(Signal::SIGKILL);
     let left = lab.await_gone(VM_GONE);
     restart.start();
     assert_eq!(left, Vec::<String>::new(), "VM lab {} outlived its owner's SIGKILL while libvirtd was down", lab.run_id);

@@ -13,6 +13,8 @@ use common::Snapshot;
 use meshlab::lab::{Lab, LabOptions};
 use meshlab::process::{self, ProcessId};
 use meshlab::tools::{self, Tools};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 const UP_BUDGET: Duration = Duration::from_secs(180);
 
 fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 fn skip(reason: &str) {
@@ -52,7 +54,7 @@ fn as_this_user() {
         Err(e) => panic!("a lab builds as a normal user: {e:#}"),
     };
     let snapshot = Snapshot::take(&lab.record.run_id, &lab.record.dir);
-    let me = unsafe { libc::geteuid() };
+    let me = nix::unistd::geteuid().as_raw();
     let services = running_services(&lab.record.dir);
     assert!(services.len() >= 4, "headscale and three tailscaled run: {services:?}");
     for id in &services {
@@ -131,7 +133,7 @@ fn as_a_user_of_its_own() {
     }
     assert!(machine_namespaces(&run_id).is_empty(), "the lab names nothing in the machine's /run/netns");
 
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "mesh removes its lab and exits 130 on SIGINT");
     assert_eq!(snapshot.await_gone(Duration::from_secs(10)), Vec::<String>::new(), "lab {run_id} left pieces");
@@ -242,7 +244,7 @@ impl Drop for TestUser {
             .status();
         // A failed test may leave processes of this user (only this test's user: its uid is new).
         for id in self.processes() {
-            unsafe { libc::kill(id.pid as i32, libc::SIGKILL) };
+            let _ = kill(Pid::from_raw(id.pid as i32), Signal::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(200));
         let _ = std::fs::remove_dir_all(&self.state);

@@ -306,7 +306,7 @@ fn build(tools: &Tools, sources: &[String], recipe: &str, dir: &Path) -> Result<
 
 /// What the build runs, named with the package that has it.
 fn prerequisites() -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         bail!("building the Debian image needs root (mmdebstrap --mode=root makes a root filesystem owned by root)");
     }
     let on_path =
@@ -484,14 +484,8 @@ fn remove_tree(path: &Path) -> Result<()> {
     if fs::symlink_metadata(path).is_err() {
         return Ok(());
     }
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let below = format!("{}/", path.display());
-    let mut inside: Vec<String> = mounts
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| m.replace("\\040", " "))
-        .filter(|m| m.starts_with(&below))
-        .collect();
+    let mut inside: Vec<String> = crate::process::mount_points().into_iter().filter(|m| m.starts_with(&below)).collect();
     inside.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for mount in &inside {
         exec::local(&["umount", "--lazy", mount], budget::command())?.check()?;
@@ -510,14 +504,14 @@ struct BuildLock {
 
 impl BuildLock {
     fn take() -> Result<BuildLock> {
-        use std::os::fd::AsRawFd;
         fs::create_dir_all(images_dir())?;
         let path = images_dir().join("debian.lock");
         let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        // std's file locks are flock(2) on Linux.
+        if file.try_lock().is_err() {
             crate::say!("another run is building the Debian image; waiting for it");
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
+            if let Err(e) = file.lock() {
+                bail!("locking {}: {e}", path.display());
             }
         }
         Ok(BuildLock { _file: file })

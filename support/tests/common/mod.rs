@@ -8,6 +8,8 @@
 use meshlab::backend::netns::Holder;
 use meshlab::process::ProcessId;
 use meshlab::registry::LabRecord;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -188,7 +190,7 @@ impl Libvirtd {
 
     /// SIGTERM, and wait for it to be gone.
     pub fn stop(self) -> LibvirtdStopped {
-        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Path::new(&format!("/proc/{}", self.pid)).exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));

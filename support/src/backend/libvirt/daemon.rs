@@ -133,8 +133,7 @@ fn kvm_device_as_udev_sets_it() {
         meta.mode() & 0o777,
         meta.gid()
     );
-    let c = std::ffi::CString::new("/dev/kvm").expect("no NUL");
-    unsafe { libc::chown(c.as_ptr(), u32::MAX, kvm_gid) };
+    let _ = std::os::unix::fs::chown(path, None, Some(kvm_gid));
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
 }
 

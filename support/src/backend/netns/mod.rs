@@ -25,7 +25,6 @@ use crate::spec::LabSpec;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -131,6 +130,7 @@ fn lab_command(record: &NetnsRecord, argv: &[&str]) -> Result<Output> {
     exec::run("this machine", &exec::display_argv(argv), record.command(argv)?, None, budget::command())?.check()
 }
 
+/// `ip` and `nft` run as commands, not netlink crates, on purpose: a failure shows the command; nsenter takes it to a lab.
 pub(crate) fn ip(record: &NetnsRecord, args: &[&str]) -> Result<Output> {
     let mut argv = vec!["ip"];
     argv.extend_from_slice(args);
@@ -219,13 +219,12 @@ pub fn delete_namespace(ns: &str) -> Result<()> {
 
 /// A TCP connection made from inside the network namespace `ns`; it stays there once made.
 pub fn connect_from(ns: &str, addr: std::net::SocketAddr, limit: std::time::Duration) -> Result<std::net::TcpStream> {
-    use std::os::fd::AsRawFd;
     let netns = format!("/run/netns/{ns}");
     // setns() changes only the calling thread: a short-lived thread enters, connects, ends.
     std::thread::spawn(move || -> Result<std::net::TcpStream> {
         let file = std::fs::File::open(&netns).with_context(|| format!("opening {netns}"))?;
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("entering {netns}: {}", std::io::Error::last_os_error());
+        if let Err(e) = nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET) {
+            bail!("entering {netns}: {}", std::io::Error::from(e));
         }
         Ok(std::net::TcpStream::connect_timeout(&addr, limit)?)
     })
@@ -503,37 +502,13 @@ pub fn removal_script(record: &NetnsRecord) -> String {
 }
 
 fn unmount(path: &Path) -> bool {
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).expect("paths have no NUL");
-    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) == 0 }
+    nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).is_ok()
 }
 
 fn is_mount_point(path: &Path) -> bool {
     let Ok(canon) = path.canonicalize() else { return false };
     let target = canon.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|info| info.lines().any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(target.as_str())))
-        .unwrap_or(false)
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as octal escapes (`\040`).
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
-        match (bytes[i], octal) {
-            (b'\\', Some(b)) => {
-                out.push(b);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    process::mount_points().contains(&target)
 }
 
 fn processes_in_namespaces(inodes: &[u64]) -> Vec<ProcessId> {
@@ -577,12 +552,6 @@ pub fn namespaces_of_this_tool() -> BTreeMap<String, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_read_back() {
-        assert_eq!(unescape_mountinfo(r"/work/my\040labs/ns"), "/work/my labs/ns");
-        assert_eq!(unescape_mountinfo("/plain/path"), "/plain/path");
-    }
 
     #[test]
     fn namespaces_are_recognised_by_their_run_unique_names_only() {

@@ -15,6 +15,8 @@
 use crate::process::{self, Lifetime, ProcessId};
 use crate::{budget, poll};
 use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -102,7 +104,7 @@ impl Holder {
     /// namespaces go with their last process. Returns once `unshare` has seen it die.
     pub fn stop(&self) -> Result<()> {
         if self.init.alive() {
-            unsafe { libc::kill(self.init.pid as i32, libc::SIGKILL) };
+            let _ = kill(Pid::from_raw(self.init.pid as i32), Signal::SIGKILL);
         }
         let deadline = Instant::now() + budget::stop() * 2;
         while self.init.alive() && Instant::now() < deadline {
@@ -140,6 +142,8 @@ pub fn enter<S: AsRef<std::ffi::OsStr>>(target: &ProcessId, namespaces: &[&str],
     let prefix = enter_prefix(target, namespaces);
     let mut cmd = Command::new(&prefix[0]);
     cmd.args(&prefix[1..]).args(argv).env("PATH", crate::prereq::search_path());
+    // SAFETY: `fake_setgroups` builds its filter on the stack and makes two prctl syscalls:
+    // no allocation, no lock, safe between fork and exec.
     unsafe { cmd.pre_exec(fake_setgroups) };
     Ok(cmd)
 }
@@ -226,12 +230,12 @@ fn fake_setgroups() -> std::io::Result<()> {
             stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
         ];
         let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
-        unsafe {
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &program as *const libc::sock_fprog) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
+        nix::sys::prctl::set_no_new_privs().map_err(std::io::Error::from)?;
+        // nix has no wrapper for installing a seccomp filter (nor a crate here that would).
+        // SAFETY: `program` points at `filter`, both on this stack frame and alive across the
+        // call, which copies the filter into the kernel; one syscall, async-signal-safe.
+        if unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &program as *const libc::sock_fprog) } != 0 {
+            return Err(std::io::Error::last_os_error());
         }
     }
     Ok(())
@@ -247,6 +251,7 @@ mod tests {
         // root. Under the filter it succeeds for either, and the groups stay as they were.
         let mut cmd = Command::new("setpriv");
         cmd.args(["--clear-groups", "id", "-G"]);
+        // SAFETY: as in `enter`: stack only, two prctl syscalls.
         unsafe { cmd.pre_exec(fake_setgroups) };
         let out = cmd.output().expect("setpriv runs");
         assert!(out.status.success(), "{out:?}");

@@ -99,7 +99,7 @@ pub fn down(name: Option<String>, all: bool) -> Result<ExitCode> {
     removed.extend(registry::remove_unrecorded_namespaces(&[]));
     // Labs in user namespaces that no record of ours lists: a normal user's own; for root,
     // every user's (their records are theirs, so they are found by their holders alone).
-    let uid = unsafe { libc::geteuid() };
+    let uid = nix::unistd::geteuid().as_raw();
     removed.extend(registry::remove_unrecorded_holders(&[], (uid != 0).then_some(uid)));
     removed.extend(registry::remove_unrecorded_vms(&[]));
     if removed.is_empty() {
