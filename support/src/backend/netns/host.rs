@@ -132,10 +132,9 @@ impl Host for NetnsHost {
             .filter(|id| id.alive())
             .ok_or_else(|| anyhow!("on {}: {service} is not running", self.name))?;
         // By its recorded pid and start time, never by name.
-        if unsafe { libc::kill(id.pid as i32, libc::SIGHUP) } != 0 {
-            bail!("on {}: SIGHUP to {service} (pid {}): {}", self.name, id.pid, std::io::Error::last_os_error());
-        }
-        Ok(())
+        use nix::sys::signal::{kill, Signal};
+        kill(nix::unistd::Pid::from_raw(id.pid as i32), Signal::SIGHUP)
+            .map_err(|e| anyhow!("on {}: SIGHUP to {service} (pid {}): {e}", self.name, id.pid))
     }
 
     fn service_running(&self, service: &str) -> bool {
