@@ -812,24 +812,31 @@ pub fn mesh_verdict(
 
 /// The policy's `tests` block on live traffic: a row for every destination of every entry.
 pub fn run_tests(lab: &Lab, setup: &PolicySetup) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
+    let mut claims = Vec::new();
     for (i, test) in setup.tests.iter().enumerate() {
         for (dst, claims_allowed) in test.accept.iter().map(|d| (d, true)).chain(test.deny.iter().map(|d| (d, false))) {
-            let headscale = headscale_verdict(lab, setup, test, dst)?;
-            let (mesh, evidence) = mesh_verdict(lab, setup, test, dst, claims_allowed)?;
-            rows.push(Row {
-                entry: i + 1,
-                src: test.src.clone(),
-                proto: test.proto.clone(),
-                dst: dst.clone(),
-                claims_allowed,
-                headscale,
-                mesh,
-                evidence,
-            });
+            claims.push((i, test, dst, claims_allowed));
         }
     }
-    Ok(rows)
+    // headscale's verdicts one after another (each writes the same check file, and takes
+    // milliseconds); the mesh's at once: a denied attempt waits out its whole budget.
+    let verdicts: Vec<Verdict> =
+        claims.iter().map(|&(_, test, dst, _)| headscale_verdict(lab, setup, test, dst)).collect::<Result<_>>()?;
+    let work: Vec<_> = claims.into_iter().zip(verdicts).collect();
+    crate::fanout::all("policy test", &work, |((i, test, dst, claims_allowed), headscale)| {
+        let (i, test, dst, claims_allowed, headscale) = (*i, *test, *dst, *claims_allowed, headscale.clone());
+        let (mesh, evidence) = mesh_verdict(lab, setup, test, dst, claims_allowed)?;
+        Ok(Row {
+            entry: i + 1,
+            src: test.src.clone(),
+            proto: test.proto.clone(),
+            dst: dst.clone(),
+            claims_allowed,
+            headscale,
+            mesh,
+            evidence,
+        })
+    })
 }
 
 /// The ports the tests block's destinations are probed on.
