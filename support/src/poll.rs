@@ -23,7 +23,14 @@ impl std::error::Error for Hopeless {}
 ///
 /// `observe` returns `Err(observation)` while the condition does not hold; the last
 /// observation goes into the error, with the budget and the number of attempts.
-pub fn until<T>(what: &str, budget: Duration, mut observe: impl FnMut() -> Result<T>) -> Result<T> {
+pub fn until<T>(what: &str, budget: Duration, observe: impl FnMut() -> Result<T>) -> Result<T> {
+    until_every(what, budget, crate::budget::poll_interval(), observe)
+}
+
+/// [`until`] with a pause of `interval` between attempts rather than the usual
+/// [`poll_interval`](crate::budget::poll_interval): for what changes within milliseconds and
+/// is waited for many times in a row (a signalled process exiting, in teardown).
+pub fn until_every<T>(what: &str, budget: Duration, interval: Duration, mut observe: impl FnMut() -> Result<T>) -> Result<T> {
     let started = Instant::now();
     let deadline = started + budget;
     let mut attempts = 0u32;
@@ -52,7 +59,7 @@ pub fn until<T>(what: &str, budget: Duration, mut observe: impl FnMut() -> Resul
             ));
         }
         // Sleep no further than the deadline, so the final attempt happens right at it.
-        let pause = crate::budget::poll_interval().min(deadline.saturating_duration_since(Instant::now()));
+        let pause = interval.min(deadline.saturating_duration_since(Instant::now()));
         std::thread::sleep(pause);
     }
 }

@@ -331,15 +331,8 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$2,workdir=$3" /etc"#;
         userns::keep(child);
         let id = id.ok_or_else(|| anyhow::anyhow!("it exited at once: {}", std::fs::read_to_string(&log).unwrap_or_default()));
         let id = id.with_context(context)?;
-        crate::poll::until(&format!("{host}'s namespaces"), budget::command(), || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            match (text.lines().any(|l| l == "ready"), id.alive()) {
-                (true, _) => Ok(()),
-                (false, true) => bail!("not ready yet"),
-                (false, false) => Err(crate::poll::Hopeless(format!("it exited: {}", text.trim())).into()),
-            }
-        })
-        .with_context(context)?;
+        process::until_logged(&format!("{host}'s namespaces"), &id, &log, budget::command(), |l| l == "ready")
+            .with_context(context)?;
         std::fs::write(host_namespaces_file(&dir), serde_json::to_vec(&id)?)?;
         return Ok(());
     }
@@ -450,18 +443,13 @@ fn teardown_user_namespace(record: &NetnsRecord, holder: &Holder, lab_dir: &Path
     }
     holder.stop()?;
     userns::reap_kept();
-    let deadline = std::time::Instant::now() + budget::stop();
-    loop {
-        let left = processes_in_namespaces(&inodes);
-        if left.is_empty() {
-            return Ok(());
+    crate::poll::until_every("the lab's namespaces empty", budget::stop(), budget::exit_poll_interval(), || {
+        match processes_in_namespaces(&inodes).as_slice() {
+            [] => Ok(()),
+            left => bail!("processes still in them: {}", left.iter().map(|p| p.pid.to_string()).collect::<Vec<_>>().join(" ")),
         }
-        if std::time::Instant::now() > deadline {
-            let pids: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
-            bail!("tearing down the lab left processes in its namespaces: {}", pids.join(" "));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    })
+    .context("tearing down the lab left processes in its namespaces")
 }
 
 fn user_ns_of(pid: u32) -> Option<u64> {
