@@ -493,3 +493,33 @@ pub fn remove_unrecorded(known: &[String]) -> Vec<String> {
     }
     removed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_removal_script_is_valid_sh_and_removes_the_router_by_the_netns_steps() {
+        let network = |s: &str| VirtNetwork {
+            name: format!("mesh-0a1b2c-{s}"),
+            bridge: format!("mb-0a1b2c-{s}"),
+            uplink: format!("mu-0a1b2c-{s}"),
+        };
+        let record = LibvirtRecord {
+            uri: DEFAULT_URI.into(),
+            images: ImagesKind::Debian,
+            router: "mesh-0a1b2c-router".into(),
+            networks: [("a".to_string(), network("a")), ("b".to_string(), network("b"))].into(),
+            domains: BTreeMap::new(),
+            ssh_key: PathBuf::from("/nonexistent/key"),
+            known_hosts: PathBuf::from("/nonexistent/known_hosts"),
+            accel: "qemu".into(),
+            programs_dir: "/opt/mesh".into(),
+        };
+        let script = removal_script(&record);
+        assert!(script.contains(&netns::namespace_removal_script("mesh-0a1b2c-router")), "{script}");
+        assert!(script.ends_with("exit 0\n"), "{script}");
+        let syntax = std::process::Command::new("sh").args(["-n", "-c", &script]).output().unwrap();
+        assert!(syntax.status.success(), "{}\n{script}", String::from_utf8_lossy(&syntax.stderr));
+    }
+}

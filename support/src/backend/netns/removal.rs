@@ -208,12 +208,18 @@ mod tests {
         (NetnsRecord::plan("0a1b2c", &lab_dir, &spec), lab_dir)
     }
 
+    fn assert_valid_sh(script: &str) {
+        let syntax = std::process::Command::new("sh").args(["-n", "-c", script]).output().unwrap();
+        assert!(syntax.status.success(), "{}\n{script}", String::from_utf8_lossy(&syntax.stderr));
+    }
+
     #[test]
     fn a_root_lab_run_and_rendered_removes_every_namespace_and_pinned_file() {
         let (record, lab_dir) = planned();
         assert!(record.hosts.len() >= 4, "{record:?}");
         let steps = steps(&record, &lab_dir);
         let shell = script(&steps);
+        assert_valid_sh(&shell);
         for ns in record.all_namespaces() {
             assert!(steps.contains(&Step::DeleteNetns(ns.clone())), "{ns} is not deleted by {steps:?}");
             assert!(
@@ -254,6 +260,7 @@ mod tests {
         record.holder = Some(holder);
         let steps = steps(&record, &lab_dir);
         let shell = script(&steps);
+        assert_valid_sh(&shell);
         assert!(steps.contains(&Step::StopHolder(holder)), "{steps:?}");
         assert!(steps
             .iter()
