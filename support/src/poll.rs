@@ -105,4 +105,18 @@ mod tests {
         assert!(err.contains("budget of 250") && err.contains(&format!("observation {n}")), "{err}");
         assert!(n >= 2, "a last attempt must happen at the deadline");
     }
+
+    #[test]
+    fn until_every_polls_at_its_own_interval() {
+        let mut n = 0;
+        let err = until_every("never", Duration::from_millis(200), Duration::from_millis(10), || -> Result<()> {
+            n += 1;
+            bail!("observation {n}")
+        })
+        .unwrap_err()
+        .to_string();
+        // At the usual 100 ms it would be 3; a loaded machine may stretch the 10 ms pauses.
+        assert!(n >= 5, "{n} attempts in 200 ms at 10 ms apart: {err}");
+        assert!(err.contains("budget of 200") && err.contains(&format!("observation {n}")), "{err}");
+    }
 }

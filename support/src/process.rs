@@ -227,6 +227,34 @@ mod tests {
         assert!(!ProcessId { pid: me.pid, start: me.start + 1 }.alive(), "a recycled pid must not pass for ours");
     }
 
+    /// `sh -c script` writing to a log of its own; the log's path.
+    fn logging(script: &str, name: &str) -> (Child, ProcessId, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("meshlab-test-{}-{name}.log", std::process::id()));
+        let log = std::fs::File::create(&path).unwrap();
+        let child = Command::new("sh").args(["-c", script]).stdout(log).spawn().unwrap();
+        let id = ProcessId::of(child.id()).unwrap();
+        (child, id, path)
+    }
+
+    #[test]
+    fn a_log_line_saying_ready_ends_the_wait_and_an_exit_ends_it_at_once_with_the_log() {
+        let (mut child, id, log) = logging("echo starting; sleep 0.3; echo ready; sleep 30", "ready");
+        let ready = until_logged("sh ready", &id, &log, Duration::from_secs(10), |l| l == "ready");
+        id.terminate(Duration::from_secs(2));
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&log);
+        ready.unwrap();
+
+        let (mut child, id, log) = logging("echo cannot start; exit 1", "exits");
+        let started = std::time::Instant::now();
+        let waited = until_logged("sh ready", &id, &log, Duration::from_secs(30), |l| l == "ready");
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&log);
+        let err = format!("{:#}", waited.unwrap_err());
+        assert!(err.contains("it exited") && err.contains("cannot start"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "it waited {:?} for a program that had exited", started.elapsed());
+    }
+
     #[test]
     fn a_service_outlives_the_thread_that_started_it_and_stops_on_terminate() {
         let mut child = std::thread::spawn(|| {
