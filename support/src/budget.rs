@@ -144,6 +144,12 @@ pub fn apt() -> Duration {
 pub fn poll_interval() -> Duration {
     Duration::from_millis(100)
 }
+/// The pause between two looks at a process expected to exit (signalled in teardown, or a
+/// scenario run to its end): a signalled process goes within milliseconds, teardown waits on
+/// many in turn, and a scenario's time is reported to a tenth of a second.
+pub fn exit_poll_interval() -> Duration {
+    Duration::from_millis(10)
+}
 
 /// The soak's length (SC-003): `MESH_SOAK` (e.g. `10s`, `15m`, `1h`, the plan's hour), 10 s by
 /// default so that a check stays quick. Not scaled: it is a duration asked for, not a limit.

@@ -23,7 +23,14 @@ impl std::error::Error for Hopeless {}
 ///
 /// `observe` returns `Err(observation)` while the condition does not hold; the last
 /// observation goes into the error, with the budget and the number of attempts.
-pub fn until<T>(what: &str, budget: Duration, mut observe: impl FnMut() -> Result<T>) -> Result<T> {
+pub fn until<T>(what: &str, budget: Duration, observe: impl FnMut() -> Result<T>) -> Result<T> {
+    until_every(what, budget, crate::budget::poll_interval(), observe)
+}
+
+/// [`until`] with a pause of `interval` between attempts rather than the usual
+/// [`poll_interval`](crate::budget::poll_interval): for what changes within milliseconds and
+/// is waited for many times in a row (a signalled process exiting, in teardown).
+pub fn until_every<T>(what: &str, budget: Duration, interval: Duration, mut observe: impl FnMut() -> Result<T>) -> Result<T> {
     let started = Instant::now();
     let deadline = started + budget;
     let mut attempts = 0u32;
@@ -52,7 +59,7 @@ pub fn until<T>(what: &str, budget: Duration, mut observe: impl FnMut() -> Resul
             ));
         }
         // Sleep no further than the deadline, so the final attempt happens right at it.
-        let pause = crate::budget::poll_interval().min(deadline.saturating_duration_since(Instant::now()));
+        let pause = interval.min(deadline.saturating_duration_since(Instant::now()));
         std::thread::sleep(pause);
     }
 }
@@ -97,5 +104,19 @@ mod tests {
         .to_string();
         assert!(err.contains("budget of 250") && err.contains(&format!("observation {n}")), "{err}");
         assert!(n >= 2, "a last attempt must happen at the deadline");
+    }
+
+    #[test]
+    fn until_every_polls_at_its_own_interval() {
+        let mut n = 0;
+        let err = until_every("never", Duration::from_millis(200), Duration::from_millis(10), || -> Result<()> {
+            n += 1;
+            bail!("observation {n}")
+        })
+        .unwrap_err()
+        .to_string();
+        // At the usual 100 ms it would be 3; a loaded machine may stretch the 10 ms pauses.
+        assert!(n >= 5, "{n} attempts in 200 ms at 10 ms apart: {err}");
+        assert!(err.contains("budget of 200") && err.contains(&format!("observation {n}")), "{err}");
     }
 }

@@ -7,10 +7,11 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{setpgid, setsid, Pid};
 use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A process by pid and the start time the kernel gave it (clock ticks since boot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,23 +44,44 @@ impl ProcessId {
             return;
         }
         let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while self.alive() && Instant::now() < deadline {
-            reap(self.pid);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if self.alive() {
+        if self.gone_within(grace).is_err() {
             let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
             // SIGKILL is final, but a process stuck in the kernel (D state) takes its time:
             // wait no longer than the grace, and let the caller see it still alive.
-            let deadline = Instant::now() + grace;
-            while self.alive() && Instant::now() < deadline {
-                reap(self.pid);
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            let _ = self.gone_within(grace);
         }
         reap(self.pid);
     }
+
+    /// Wait until it has exited (reaping it, if it is our child), for at most `budget`; the
+    /// error says it is still running, with its state.
+    pub fn gone_within(&self, budget: Duration) -> Result<()> {
+        crate::poll::until_every(&format!("process {} gone", self.pid), budget, crate::budget::exit_poll_interval(), || {
+            reap(self.pid);
+            match stat_fields(self.pid).filter(|_| self.alive()) {
+                Some(f) => anyhow::bail!("still running (state {})", f.first().map(String::as_str).unwrap_or("?")),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// Wait until `id` writes a line to `log` that `ready` accepts (a started program saying it is
+/// ready), for at most `budget`. While it is not there the observation is the log's last
+/// lines; if the program exits first, the wait ends at once with its log.
+pub fn until_logged(what: &str, id: &ProcessId, log: &Path, budget: Duration, ready: impl Fn(&str) -> bool) -> Result<()> {
+    crate::poll::until(what, budget, || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().any(&ready) {
+            Ok(())
+        } else if !id.alive() {
+            Err(crate::poll::Hopeless(format!("it exited: {} (its log: {})", text.trim(), log.display())).into())
+        } else {
+            let lines: Vec<&str> = text.trim().lines().collect();
+            let last = lines[lines.len().saturating_sub(3)..].join(" / ");
+            anyhow::bail!("not yet; its log so far: {}", if last.is_empty() { "(empty)" } else { &last })
+        }
+    })
 }
 
 /// Collect our child's exit status, if it is our child, so it does not linger as a zombie.
@@ -203,6 +225,34 @@ mod tests {
         let me = ProcessId::current();
         assert!(me.alive());
         assert!(!ProcessId { pid: me.pid, start: me.start + 1 }.alive(), "a recycled pid must not pass for ours");
+    }
+
+    /// `sh -c script` writing to a log of its own; the log's path.
+    fn logging(script: &str, name: &str) -> (Child, ProcessId, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("meshlab-test-{}-{name}.log", std::process::id()));
+        let log = std::fs::File::create(&path).unwrap();
+        let child = Command::new("sh").args(["-c", script]).stdout(log).spawn().unwrap();
+        let id = ProcessId::of(child.id()).unwrap();
+        (child, id, path)
+    }
+
+    #[test]
+    fn a_log_line_saying_ready_ends_the_wait_and_an_exit_ends_it_at_once_with_the_log() {
+        let (mut child, id, log) = logging("echo starting; sleep 0.3; echo ready; sleep 30", "ready");
+        let ready = until_logged("sh ready", &id, &log, Duration::from_secs(10), |l| l == "ready");
+        id.terminate(Duration::from_secs(2));
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&log);
+        ready.unwrap();
+
+        let (mut child, id, log) = logging("echo cannot start; exit 1", "exits");
+        let started = std::time::Instant::now();
+        let waited = until_logged("sh ready", &id, &log, Duration::from_secs(30), |l| l == "ready");
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&log);
+        let err = format!("{:#}", waited.unwrap_err());
+        assert!(err.contains("it exited") && err.contains("cannot start"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "it waited {:?} for a program that had exited", started.elapsed());
     }
 
     #[test]

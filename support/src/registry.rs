@@ -208,7 +208,7 @@ fn watchdog_script(record: &LabRecord) -> Result<String> {
 /// The backend's removal of the lab, as a shell script.
 fn removal_script(record: &LabRecord) -> Result<String> {
     if let Some(n) = &record.netns {
-        return Ok(netns::removal_script(n));
+        return Ok(netns::removal_script(n, &record.dir));
     }
     #[cfg(feature = "libvirt")]
     if let Some(v) = &record.libvirt {

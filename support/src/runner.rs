@@ -88,12 +88,18 @@ pub struct RunOutcome {
 
 /// Wait for a scenario process within `limit`; past it, kill it and say so in its log.
 fn wait_within(child: &mut std::process::Child, limit: std::time::Duration, log: &Path) -> Result<bool> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status.success());
+    // The poll ends with its status, or with an error of waiting for it (returned as such);
+    // only running out of `limit` is an error of the poll.
+    let ended = crate::poll::until_every("the scenario's process to exit", limit, budget::exit_poll_interval(), || {
+        match child.try_wait() {
+            Ok(Some(status)) => Ok(Ok(status)),
+            Ok(None) => anyhow::bail!("still running"),
+            Err(e) => Ok(Err(e)),
         }
-        if Instant::now() >= deadline {
+    });
+    match ended {
+        Ok(status) => Ok(status?.success()),
+        Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
             let note = format!("\n[mesh] killed after its time limit of {limit:.0?}\n");
@@ -101,9 +107,8 @@ fn wait_within(child: &mut std::process::Child, limit: std::time::Duration, log:
                 .append(true)
                 .open(log)
                 .and_then(|mut f| std::io::Write::write_all(&mut f, note.as_bytes()));
-            return Ok(false);
+            Ok(false)
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

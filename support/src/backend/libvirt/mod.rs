@@ -438,6 +438,12 @@ fn qemu_processes(record: &LibvirtRecord) -> Vec<u32> {
 /// or hung, the lab's QEMU processes are killed by their run-unique names and the bridges
 /// libvirt made are deleted by theirs, so nothing of the lab runs on without libvirt either.
 /// What could not be removed is said on stderr.
+///
+/// Unlike the netns backend's it is not a list of steps with a Rust side: every step here is
+/// a command for which a shell is the natural runner (`virsh` under `timeout`, for a libvirt
+/// that may hang; `pkill` by name), so [`teardown`] runs this very script and then checks, and
+/// steps would only wrap these lines. The router's namespace, the one piece the two backends
+/// share, is removed by the netns backend's steps, rendered ([`netns::namespace_removal_script`]).
 pub fn removal_script(record: &LibvirtRecord) -> String {
     let quote = |s: &str| exec::display_argv(&[s]);
     let list = |names: Vec<&String>| names.into_iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ");
@@ -454,12 +460,11 @@ pub fn removal_script(record: &LibvirtRecord) -> String {
          fi\n\
          for d in {domains}; do pkill -KILL -f \"^[^ ]*qemu-system-[^ ]* -name guest=$d,\" && echo \"killed the QEMU process of $d\"; done\n\
          for l in {links}; do [ -e \"/sys/class/net/$l\" ] && ip link del \"$l\"; done\n\
-         ip netns pids {router} 2>/dev/null | xargs -r kill -9\n\
-         [ -e /run/netns/{router} ] && ip netns del {router}\n\
+         {router}\
          exit 0\n",
         limit = budget::libvirt_connect().as_secs().max(1),
         uri = quote(&record.uri),
-        router = quote(&record.router),
+        router = netns::namespace_removal_script(&record.router),
     )
 }
 
@@ -487,4 +492,34 @@ pub fn remove_unrecorded(known: &[String]) -> Vec<String> {
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_removal_script_is_valid_sh_and_removes_the_router_by_the_netns_steps() {
+        let network = |s: &str| VirtNetwork {
+            name: format!("mesh-0a1b2c-{s}"),
+            bridge: format!("mb-0a1b2c-{s}"),
+            uplink: format!("mu-0a1b2c-{s}"),
+        };
+        let record = LibvirtRecord {
+            uri: DEFAULT_URI.into(),
+            images: ImagesKind::Debian,
+            router: "mesh-0a1b2c-router".into(),
+            networks: [("a".to_string(), network("a")), ("b".to_string(), network("b"))].into(),
+            domains: BTreeMap::new(),
+            ssh_key: PathBuf::from("/nonexistent/key"),
+            known_hosts: PathBuf::from("/nonexistent/known_hosts"),
+            accel: "qemu".into(),
+            programs_dir: "/opt/mesh".into(),
+        };
+        let script = removal_script(&record);
+        assert!(script.contains(&netns::namespace_removal_script("mesh-0a1b2c-router")), "{script}");
+        assert!(script.ends_with("exit 0\n"), "{script}");
+        let syntax = std::process::Command::new("sh").args(["-n", "-c", &script]).output().unwrap();
+        assert!(syntax.status.success(), "{}\n{script}", String::from_utf8_lossy(&syntax.stderr));
+    }
 }

@@ -11,6 +11,7 @@
 //! normal user each is entered into the holder's namespaces first.
 
 mod host;
+pub mod removal;
 mod underlay;
 pub mod userns;
 
@@ -93,11 +94,6 @@ impl NetnsRecord {
             Some(h) => h.netns_file(ns),
             None => Path::new("/run/netns").join(ns),
         }
-    }
-
-    /// The inodes of the lab's network namespaces that exist now.
-    fn netns_inodes(&self) -> Vec<u64> {
-        self.all_namespaces().filter_map(|ns| std::fs::metadata(self.netns_file(ns)).ok().map(|m| m.ino())).collect()
     }
 
     fn all_namespaces(&self) -> impl Iterator<Item = &String> {
@@ -209,12 +205,7 @@ pub fn create_router(record: &NetnsRecord, spec: &LabSpec) -> Result<()> {
 
 /// Delete a namespace of ours on this machine (root's), killing whatever still runs in it first.
 pub fn delete_namespace(ns: &str) -> Result<()> {
-    let Ok(meta) = std::fs::metadata(format!("/run/netns/{ns}")) else { return Ok(()) };
-    for id in processes_in_namespaces(&[meta.ino()]) {
-        id.terminate(budget::stop());
-    }
-    exec::local(&["ip", "netns", "del", ns], budget::command())?.check()?;
-    Ok(())
+    removal::run(&NetnsRecord::router_only(ns), &namespace_removal(ns))
 }
 
 /// A TCP connection made from inside the network namespace `ns`; it stays there once made.
@@ -331,15 +322,8 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$2,workdir=$3" /etc"#;
         userns::keep(child);
         let id = id.ok_or_else(|| anyhow::anyhow!("it exited at once: {}", std::fs::read_to_string(&log).unwrap_or_default()));
         let id = id.with_context(context)?;
-        crate::poll::until(&format!("{host}'s namespaces"), budget::command(), || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            match (text.lines().any(|l| l == "ready"), id.alive()) {
-                (true, _) => Ok(()),
-                (false, true) => bail!("not ready yet"),
-                (false, false) => Err(crate::poll::Hopeless(format!("it exited: {}", text.trim())).into()),
-            }
-        })
-        .with_context(context)?;
+        process::until_logged(&format!("{host}'s namespaces"), &id, &log, budget::command(), |l| l == "ready")
+            .with_context(context)?;
         std::fs::write(host_namespaces_file(&dir), serde_json::to_vec(&id)?)?;
         return Ok(());
     }
@@ -393,112 +377,31 @@ pub(crate) fn in_namespace(record: &NetnsRecord, ns: &str, argv: &[&str], stdin:
 }
 
 /// Remove everything of a lab from its record, whoever made it and whatever state it is in:
-/// its processes, pinned namespaces, mounts and network namespaces. Missing pieces are fine.
+/// its processes, pinned namespaces, mounts and network namespaces (or, a normal user's, its
+/// holder). Missing pieces are fine; what is left is listed in the error. The steps are
+/// [`removal::steps`], the same the watchdog's [`removal_script`] renders.
 pub fn teardown(record: &NetnsRecord, lab_dir: &Path) -> Result<()> {
-    if let Some(holder) = &record.holder {
-        return teardown_user_namespace(record, holder, lab_dir);
-    }
-    let mut problems = Vec::new();
-    for host in record.hosts.keys() {
-        for (_, id) in recorded_services(&host_dir(lab_dir, host)) {
-            id.terminate(budget::stop());
-        }
-    }
-    // Anything else still running inside the lab's namespaces (a command cut off by its time
-    // limit, a shell) is ours by construction: it lives in a namespace of this run.
-    for id in processes_in_namespaces(&record.netns_inodes()) {
-        id.terminate(budget::stop());
-    }
-    for file in record.all_pinned().filter(|f| f.exists()) {
-        unmount(&file);
-    }
-    if record.ns_dir.exists() {
-        while is_mount_point(&record.ns_dir) {
-            if !unmount(&record.ns_dir) {
-                problems.push(format!("could not unmount {}", record.ns_dir.display()));
-                break;
-            }
-        }
-    }
-    for ns in record.all_namespaces() {
-        if Path::new("/run/netns").join(ns).exists() {
-            if let Err(e) = ip(record, &["netns", "del", ns]) {
-                problems.push(format!("{e:#}"));
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        bail!("tearing down the lab left pieces behind:\n  {}", problems.join("\n  "))
-    }
-}
-
-/// A lab in a user namespace: its services are asked to stop (SIGTERM: tailscaled logs off
-/// cleanly), then its holder is killed, and every process and namespace of the lab with it.
-/// Only processes inside the lab's user namespace are signalled, whatever its record says.
-fn teardown_user_namespace(record: &NetnsRecord, holder: &Holder, lab_dir: &Path) -> Result<()> {
-    let inodes = record.netns_inodes();
-    if let Some(user_ns) = holder.user_ns_inode() {
-        for host in record.hosts.keys() {
-            for (_, id) in recorded_services(&host_dir(lab_dir, host)) {
-                if user_ns_of(id.pid) == Some(user_ns) {
-                    id.terminate(budget::stop());
-                }
-            }
-        }
-    }
-    holder.stop()?;
-    userns::reap_kept();
-    let deadline = std::time::Instant::now() + budget::stop();
-    loop {
-        let left = processes_in_namespaces(&inodes);
-        if left.is_empty() {
-            return Ok(());
-        }
-        if std::time::Instant::now() > deadline {
-            let pids: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
-            bail!("tearing down the lab left processes in its namespaces: {}", pids.join(" "));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    removal::run(record, &removal::steps(record, lab_dir))
 }
 
 fn user_ns_of(pid: u32) -> Option<u64> {
     std::fs::metadata(format!("/proc/{pid}/ns/user")).ok().map(|m| m.ino())
 }
 
-/// The same removal as [`teardown`], as a shell script for the watchdog process to run once
-/// the lab's owner has exited: kill what runs in the lab's namespaces, unmount the pinned ones,
-/// delete them. Every name in it is this run's own.
-pub fn removal_script(record: &NetnsRecord) -> String {
-    let quote = |s: &str| exec::display_argv(&[s]);
-    if let Some(h) = &record.holder {
-        // Its holder dies with the owner already; should it not have, it is killed here, by
-        // pid and start time (a pid reused since is not touched), and the lab with it.
-        return format!(
-            "start_of() {{ sed 's/.*) //' \"/proc/$1/stat\" 2>/dev/null | cut -d' ' -f20; }}\n\
-             [ \"$(start_of {ip})\" = {is} ] && kill -9 {ip}\n\
-             sleep 0.2\n\
-             [ \"$(start_of {up})\" = {us} ] && kill -9 {up}\n",
-            ip = h.init.pid,
-            is = h.init.start,
-            up = h.unshare.pid,
-            us = h.unshare.start,
-        );
-    }
-    let namespaces: Vec<String> = record.all_namespaces().map(|n| quote(n)).collect();
-    let pinned: Vec<String> = record.all_pinned().map(|f| quote(&f.display().to_string())).collect();
-    format!(
-        "for ns in {ns}; do ip netns pids \"$ns\" 2>/dev/null | xargs -r kill -9; done\n\
-         sleep 0.2\n\
-         for f in {pinned}; do umount -l \"$f\" 2>/dev/null; done\n\
-         umount -l {ns_dir} 2>/dev/null\n\
-         for ns in {ns}; do ip netns del \"$ns\" 2>/dev/null; done\n",
-        ns = namespaces.join(" "),
-        pinned = pinned.join(" "),
-        ns_dir = quote(&record.ns_dir.display().to_string()),
-    )
+/// The same removal as [`teardown`] — the same [`removal::steps`] — as a shell script for the
+/// watchdog process to run once the lab's owner has exited. Every name in it is this run's own.
+pub fn removal_script(record: &NetnsRecord, lab_dir: &Path) -> String {
+    removal::script(&removal::steps(record, lab_dir))
+}
+
+/// The removal of a lone namespace of ours on this machine (root's, as the VM backend's
+/// router): what runs in it killed, then the namespace deleted; as a shell script.
+pub fn namespace_removal_script(ns: &str) -> String {
+    removal::script(&namespace_removal(ns))
+}
+
+fn namespace_removal(ns: &str) -> [removal::Step; 2] {
+    [removal::Step::StopProcessesIn { namespaces: vec![ns.to_string()] }, removal::Step::DeleteNetns(ns.to_string())]
 }
 
 fn unmount(path: &Path) -> bool {

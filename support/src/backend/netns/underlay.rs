@@ -105,15 +105,8 @@ impl Underlay for NetnsUnderlay {
         let (child, id) = self.record.spawn(cmd, Lifetime::WithOwner)?;
         let id = id.ok_or_else(|| anyhow!("tcpdump exited at once; see {}", log.display()))?;
         let capture = NetnsCapture { child, id, path, log };
-        crate::poll::until("tcpdump listening in the router", budget::command(), || {
-            let text = std::fs::read_to_string(&capture.log).unwrap_or_default();
-            if text.contains("listening on") {
-                Ok(())
-            } else if !capture.id.alive() {
-                Err(anyhow!("tcpdump exited: {}", text.trim()))
-            } else {
-                Err(anyhow!("not yet: {}", text.trim()))
-            }
+        crate::process::until_logged("tcpdump listening in the router", &capture.id, &capture.log, budget::command(), |l| {
+            l.contains("listening on")
         })?;
         Ok(Box::new(capture))
     }

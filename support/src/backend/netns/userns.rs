@@ -22,7 +22,6 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The processes that hold a lab's user namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,17 +57,12 @@ impl Holder {
             .stderr(log_file);
         let child = process::spawn_service(cmd, lifetime).context("starting the lab's user namespace (unshare)")?;
         let unshare = ProcessId::of(child.id()).ok_or_else(|| holder_failed(log, "unshare exited at once"))?;
-        let found = poll::until("the lab's user namespace ready", budget::command(), || {
-            if !unshare.alive() {
-                return Err(poll::Hopeless(holder_failed(log, "unshare exited").to_string()).into());
-            }
-            let init = process::children_of(unshare.pid).into_iter().next().ok_or_else(|| anyhow!("no init process yet"))?;
-            // Its own /run is mounted once it says so (before, /run is the machine's).
-            if !std::fs::read_to_string(log).unwrap_or_default().lines().any(|l| l == "ready") {
-                bail!("its /run is not mounted yet");
-            }
-            Ok(init)
-        });
+        // Its own /run is mounted once it says so (before, /run is the machine's).
+        let found = process::until_logged("the lab's user namespace ready", &unshare, log, budget::command(), |l| l == "ready")
+            .map_err(|e| if unshare.alive() { e } else { holder_failed(log, "unshare exited") })
+            .and_then(|()| {
+                process::children_of(unshare.pid).into_iter().next().ok_or_else(|| holder_failed(log, "its init is gone"))
+            });
         match found {
             Ok(init) => Ok(Holder { unshare, init }),
             Err(e) => {
@@ -106,10 +100,7 @@ impl Holder {
         if self.init.alive() {
             let _ = kill(Pid::from_raw(self.init.pid as i32), Signal::SIGKILL);
         }
-        let deadline = Instant::now() + budget::stop() * 2;
-        while self.init.alive() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let _ = self.init.gone_within(budget::stop() * 2);
         self.unshare.terminate(budget::stop());
         if self.init.alive() || self.unshare.alive() {
             bail!("the lab's holder (pid {}, unshare {}) survived SIGKILL", self.init.pid, self.unshare.pid);
