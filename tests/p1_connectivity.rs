@@ -5,9 +5,9 @@
 
 use anyhow::{ensure, Result};
 use meshlab::lab;
-use meshlab::tailscale::BackendState;
 use meshlab::ping::ping;
 use meshlab::report::Criterion;
+use meshlab::tailscale::BackendState;
 use rstest::rstest;
 use serial_test::serial;
 
@@ -37,7 +37,11 @@ fn headscale_lists_every_client_online() -> Result<()> {
 fn client_sees_both_peers_online(#[case] client: &str) -> Result<()> {
     let lab = lab();
     let status = lab.client(client)?.status()?;
-    ensure!(status.backend_state == BackendState::Running, "{client}: expected BackendState Running, saw {}", status.backend_state);
+    ensure!(
+        status.backend_state == BackendState::Running,
+        "{client}: expected BackendState Running, saw {}",
+        status.backend_state
+    );
     for peer in lab.client_names().iter().filter(|p| *p != client) {
         let seen = status.peer(peer);
         ensure!(

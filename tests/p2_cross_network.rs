@@ -93,7 +93,11 @@ fn the_underlay_never_carries_mesh_traffic_in_plaintext() -> Result<()> {
     sockets::await_listening(c2, "mesh-sink", 7777, std::slice::from_ref(&c2_tailnet))?;
     sockets::await_listening(c1, "plain-sink", 7778, std::slice::from_ref(&c1_underlay))?;
     let send = |from: &dyn Host, text: &str, ip: &str, port: &str| -> Result<()> {
-        from.succeed(&["sh", "-c", &format!("printf '%s\\n' '{text}' | nc -N -w {} {ip} {port}", budget::whole_seconds(budget::delivery()))])?;
+        from.succeed(&[
+            "sh",
+            "-c",
+            &format!("printf '%s\\n' '{text}' | nc -N -w {} {ip} {port}", budget::whole_seconds(budget::delivery())),
+        ])?;
         Ok(())
     };
     send(c1, &secret, &c2_tailnet, "7777")?;

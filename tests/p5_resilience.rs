@@ -5,8 +5,8 @@
 
 use anyhow::{ensure, Context, Result};
 use meshlab::guards::Undo;
-use meshlab::tailscale::BackendState;
 use meshlab::report::{Criterion, Figure, SC005_RECONNECT_S};
+use meshlab::tailscale::BackendState;
 use meshlab::{budget, lab, poll};
 use serial_test::serial;
 use std::time::{Duration, Instant};

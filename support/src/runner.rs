@@ -178,7 +178,11 @@ pub fn run_scenarios(
                 reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
             );
             if !passed {
-                eprintln!("\n{name} failed; its output ({}):\n    {}\n", log_path.display(), tail(&without_backtraces(&output), 30));
+                eprintln!(
+                    "\n{name} failed; its output ({}):\n    {}\n",
+                    log_path.display(),
+                    tail(&without_backtraces(&output), 30)
+                );
                 failed = true;
             }
             scenarios.push(Scenario { id, name, status, seconds, reason });
@@ -268,7 +272,10 @@ mod tests {
         assert!(!cut.contains("anyhow::error"), "{cut}");
         let panic = "thread 'x' panicked at src/lib.rs:3:5:\nboom\nstack backtrace:\n   0: rust_begin_unwind\n\
                      note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n";
-        assert_eq!(super::without_backtraces(panic), "thread 'x' panicked at src/lib.rs:3:5:\nboom\n[backtrace of 2 lines left out; the log has it]");
+        assert_eq!(
+            super::without_backtraces(panic),
+            "thread 'x' panicked at src/lib.rs:3:5:\nboom\n[backtrace of 2 lines left out; the log has it]"
+        );
     }
 
     /// nextest's config names the files that build labs of their own in its filters (the

@@ -3,9 +3,9 @@
 use crate::table;
 use anyhow::{anyhow, bail, Context, Result};
 use meshlab::lab::{Lab, LabOptions};
-use meshlab::say;
 use meshlab::process::{Lifetime, ProcessId};
 use meshlab::registry::{self, LabRecord};
+use meshlab::say;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -46,7 +46,11 @@ pub fn up(foreground: bool, until_exit_of: Option<u32>, env_file: Option<PathBuf
         writeln!(file, "MESH_LAB={}", record.run_id).with_context(|| format!("writing MESH_LAB to {}", path.display()))?;
     }
     if let Some(pid) = until_exit_of {
-        println!("lab {} is up ({}) until process {pid} exits; its watchdog removes it then", record.run_id, record.backend.name());
+        println!(
+            "lab {} is up ({}) until process {pid} exits; its watchdog removes it then",
+            record.run_id,
+            record.backend.name()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!(
