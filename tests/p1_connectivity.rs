@@ -4,17 +4,12 @@
 //! measured here.
 
 use anyhow::{ensure, Result};
+use meshlab::criteria::{SC001, SC002};
 use meshlab::lab;
 use meshlab::ping::ping;
-use meshlab::report::Criterion;
 use meshlab::tailscale::BackendState;
 use rstest::rstest;
 use serial_test::serial;
-
-/// SC-002's limit on a ping's round trip between two clients.
-const PING_LIMIT_MS: f64 = 50.0;
-/// SC-001's limit from registration to a connected mesh.
-const CONNECT_LIMIT_S: f64 = 120.0;
 
 #[test]
 #[serial]
@@ -62,7 +57,7 @@ fn client_sees_both_peers_online(#[case] client: &str) -> Result<()> {
 #[serial]
 fn all_clients_connected_within_two_minutes_of_registration() -> Result<()> {
     let seconds = lab().record.timings.converged_after_registration;
-    Criterion::at_most("SC-001", "all clients connected after registration", seconds, CONNECT_LIMIT_S, "s").check()?;
+    SC001.measured(seconds).check()?;
     Ok(())
 }
 
@@ -84,7 +79,8 @@ fn pings_peer_over_the_tailnet(#[case] from: &str, #[case] to: &str) -> Result<(
         // Latency as ping reports it: the mean round trip. A single late reply is the host's
         // scheduler (five VMs emulated on two cores), not the mesh; every reply must still come.
         // On emulated hosts it is measured but not held to the limit (the reason says why).
-        Criterion::at_most("SC-002", "ping round trip between clients", stats.avg.as_secs_f64() * 1e3, PING_LIMIT_MS, "ms")
+        SC002
+            .measured(stats.avg.as_secs_f64() * 1e3)
             .unless(lab.emulated().map(|why| format!("{why}: a round trip measures the emulated CPU")))
             .check()
             .map_err(|e| e.context(format!("{from} → {to} at {ip}")))?;
@@ -105,7 +101,8 @@ fn tailscale_ping_reaches_peer(#[case] from: &str, #[case] to: &str) -> Result<(
     let ip = lab.tailnet_ipv4(to)?;
     let pong = lab.client(from)?.ping(&ip)?;
     meshlab::say!("tailscale ping {from} → {to}: {:?} in {:.1?}", pong.path, pong.latency);
-    Criterion::at_most("SC-002", "ping round trip between clients", pong.latency.as_secs_f64() * 1e3, PING_LIMIT_MS, "ms")
+    SC002
+        .measured(pong.latency.as_secs_f64() * 1e3)
         .unless(lab.emulated().map(|why| format!("{why}: a round trip measures the emulated CPU")))
         .check()
         .map_err(|e| e.context(format!("tailscale ping {from} → {to} via {:?}", pong.path)))?;

@@ -4,8 +4,9 @@
 //! leaves the mesh whole again.
 
 use anyhow::{ensure, Context, Result};
+use meshlab::criteria::{SC003, SC005};
 use meshlab::guards::Undo;
-use meshlab::report::{Criterion, Figure, SC005_RECONNECT_S};
+use meshlab::report::Figure;
 use meshlab::tailscale::BackendState;
 use meshlab::{budget, lab, poll};
 use serial_test::serial;
@@ -15,8 +16,6 @@ use std::time::{Duration, Instant};
 const WITHOUT_CONTROL: Duration = Duration::from_secs(5);
 /// How long a link stays cut.
 const LINK_CUT: Duration = Duration::from_secs(3);
-/// SC-003's floor on mesh uptime.
-const UPTIME_FLOOR_PERCENT: f64 = 99.0;
 
 #[test]
 #[serial]
@@ -62,8 +61,7 @@ fn the_mesh_outlives_its_control_server_and_reconnects_when_it_returns() -> Resu
         ensure!(offline.is_empty(), "offline: {offline:?}");
         Ok(())
     })?;
-    Criterion::at_most("SC-005", "reconnect after an interruption", back.elapsed().as_secs_f64(), SC005_RECONNECT_S, "s")
-        .check()?;
+    SC005.measured(back.elapsed().as_secs_f64()).check()?;
     let after = registrations()?;
     ensure!(after == before, "registrations changed across the restart (FR-008): before {before:?}, after {after:?}");
     lab.await_mesh(budget::converge())
@@ -85,8 +83,7 @@ fn a_cut_link_heals_within_30_s() -> Result<()> {
         lab.reaches("client-1", "client-2")?;
         lab.reaches("client-2", "client-1")
     })?;
-    Criterion::at_most("SC-005", "reconnect after an interruption", restored.elapsed().as_secs_f64(), SC005_RECONNECT_S, "s")
-        .check()?;
+    SC005.measured(restored.elapsed().as_secs_f64()).check()?;
     lab.await_mesh(budget::converge())
 }
 
@@ -165,8 +162,6 @@ fn the_mesh_stays_up_through_a_soak() -> Result<()> {
     }
     let uptime = 100.0 * answered as f64 / sent.max(1) as f64;
     Figure::new("SC-003-soak", "soak duration", started.elapsed().as_secs_f64(), "s").record();
-    Criterion::at_least("SC-003", "mesh uptime during the soak", uptime, UPTIME_FLOOR_PERCENT, "%")
-        .check()
-        .with_context(|| format!("{answered}/{sent} pings answered; missed: {failures:#?}"))?;
+    SC003.measured(uptime).check().with_context(|| format!("{answered}/{sent} pings answered; missed: {failures:#?}"))?;
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! within SC-005's 30 s. `cargo mesh check` gives it a lab of its own.
 
 use anyhow::{ensure, Result};
-use meshlab::report::{Criterion, Figure, SC005_RECONNECT_S};
+use meshlab::criteria::SC005;
+use meshlab::report::Figure;
 use meshlab::{budget, fixture, upgrade};
 use std::time::Instant;
 
@@ -29,7 +30,7 @@ fn the_server_upgrades_in_place_and_every_node_stays_itself() -> Result<()> {
     lab.await_mesh(budget::converge())?;
     let outage = stopped.elapsed().as_secs_f64();
     Figure::new("P6-upgrade-whole", "mesh whole again from the old server's stop", outage, "s").record();
-    Criterion::at_most("SC-005", "reconnect after an interruption", outage, SC005_RECONNECT_S, "s").check()?;
+    SC005.measured(outage).check()?;
 
     ensure!(lab.headscale().version()? == *to, "the server does not run {to} after the upgrade");
     let nodes_after = lab.headscale().identities()?;

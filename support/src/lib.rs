@@ -16,6 +16,7 @@ pub mod progress;
 pub mod backend;
 pub mod budget;
 pub mod combos;
+pub mod criteria;
 pub mod dns;
 pub mod exec;
 pub mod fanout;

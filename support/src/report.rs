@@ -9,10 +9,6 @@ use std::io::Write;
 /// `cargo mesh check` runs them (it sets this variable).
 pub const CRITERIA_FILE_VAR: &str = "MESH_CRITERIA_FILE";
 
-/// SC-005's limit on the mesh reconnecting after an interruption (a server restart or
-/// upgrade, a cut link), in seconds.
-pub const SC005_RECONNECT_S: f64 = 30.0;
-
 /// One success criterion as measured: a figure against its limit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Criterion {

@@ -3,6 +3,7 @@
 
 use crate::{check, table};
 use anyhow::Result;
+use meshlab::criteria::{SC007, SC008};
 use meshlab::lab::{Lab, LabOptions};
 use meshlab::report::Criterion;
 use meshlab::{runner, say};
@@ -33,7 +34,7 @@ pub fn run(runs: u32, json: Option<PathBuf>, from_scratch: bool) -> Result<ExitC
     if from_scratch {
         let seconds = deploy_from_scratch(&options)?;
         samples.insert("0 deployed from scratch (s)".into(), vec![seconds]);
-        criteria.push(Criterion::at_most("SC-007", "environment deployed from scratch", seconds, SC007_LIMIT_S, "s"));
+        criteria.push(SC007.measured(seconds));
     }
     let mut passed = 0;
     for i in 1..=runs.max(1) {
@@ -74,7 +75,7 @@ pub fn run(runs: u32, json: Option<PathBuf>, from_scratch: bool) -> Result<ExitC
     }
     println!("\n{}", table::render(&rows));
     let rate = 100.0 * f64::from(passed) / f64::from(runs.max(1));
-    criteria.push(Criterion::at_least("SC-008", "first-attempt success", rate, SC008_FLOOR_PERCENT, "%"));
+    criteria.push(SC008.measured(rate));
     for c in &criteria {
         println!("{} {}: {:.1} {} (limit {} {}) {}", c.id, c.name, c.measured, c.unit, c.limit, c.unit, c.verdict());
     }
@@ -87,11 +88,6 @@ pub fn run(runs: u32, json: Option<PathBuf>, from_scratch: bool) -> Result<ExitC
     }
     Ok(if ok && passed == runs { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
-
-/// SC-007: a deployment from nothing in under 15 minutes.
-const SC007_LIMIT_S: f64 = 15.0 * 60.0;
-/// SC-008: at least 95% of runs pass at the first attempt.
-const SC008_FLOOR_PERCENT: f64 = 95.0;
 
 /// Time a deployment from nothing: fresh Go caches, tool and VM image caches in a scratch folder (the
 /// modules come again from the Go module proxy), the tools built, a lab built to a converged
