@@ -7,7 +7,12 @@ use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
 /// `1` (on), `0` or unset (off).
-const SWITCHES: &[&str] = &["MESH_VERBOSE", "MESH_QUIET", "MESH_ALLOW_VERSION_MISMATCH"];
+const SWITCHES: &[&str] = &["MESH_VERBOSE", "MESH_QUIET", "MESH_ALLOW_VERSION_MISMATCH", REQUIRE_PREREQUISITES];
+
+/// `1`: a harness test that finds a prerequisite of its own missing (a normal user's lab needs
+/// user namespaces and an open /dev/net/tun) fails instead of skipping. CI sets it, having
+/// provided them, so that such a test really runs there.
+pub const REQUIRE_PREREQUISITES: &str = "MESH_REQUIRE_PREREQUISITES";
 
 /// Releases asked for by number (`--headscale-version`, `--tailscale-version` set them), and
 /// the upgrade rehearsal's starting release.
