@@ -24,7 +24,7 @@ fn the_server_upgrades_in_place_and_every_node_stays_itself() -> Result<()> {
     // The interruption runs from the old server's stop, through the migration, to every
     // client online and reaching every other.
     let stopped = Instant::now();
-    let upgraded = upgrade::upgrade_server(lab)?;
+    let upgraded = upgrade::in_place::upgrade_server(lab)?;
     Figure::new("P6-upgrade-ready", "upgraded headscale answering on the old database", upgraded.ready.as_secs_f64(), "s")
         .record();
     lab.await_mesh(budget::converge())?;

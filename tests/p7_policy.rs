@@ -9,7 +9,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use meshlab::guards::Undo;
 use meshlab::lab::Lab;
-use meshlab::policy::{self, PolicySetup, Proto};
+use meshlab::policy::{self, live, PolicySetup, Proto};
 use meshlab::report::{skip, Figure};
 use meshlab::{budget, fixture, poll, say};
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,9 +49,9 @@ fn allowed_pairs_connect_on_the_allowed_port_and_by_icmp() -> Result<()> {
     if builtin(lab).is_none() {
         return Ok(());
     }
-    let _sinks = policy::sinks(lab, &service_ports())?;
+    let _sinks = live::sinks(lab, &service_ports())?;
     for e in policy::builtin_expectations().into_iter().filter(|e| e.allowed) {
-        let a = policy::connects(lab, e.from, e.to, e.proto)?;
+        let a = live::connects(lab, e.from, e.to, e.proto)?;
         ensure!(
             a.connected,
             "the policy allows {} → {} by {}, and it did not connect within {:?}: {}",
@@ -72,10 +72,10 @@ fn denied_pairs_do_not_connect_in_either_direction() -> Result<()> {
     if builtin(lab).is_none() {
         return Ok(());
     }
-    let _sinks = policy::sinks(lab, &service_ports())?;
+    let _sinks = live::sinks(lab, &service_ports())?;
     // The denials mean something only where the path works: the allowed probes first.
     for e in policy::builtin_expectations().into_iter().filter(|e| e.allowed) {
-        let a = policy::connects(lab, e.from, e.to, e.proto)?;
+        let a = live::connects(lab, e.from, e.to, e.proto)?;
         ensure!(
             a.connected,
             "the allowed {} → {} by {} did not connect, so no denial could be told apart: {}",
@@ -87,7 +87,7 @@ fn denied_pairs_do_not_connect_in_either_direction() -> Result<()> {
     }
     let mut connected = Vec::new();
     for e in policy::builtin_expectations().into_iter().filter(|e| !e.allowed) {
-        let a = policy::blocked(lab, e.from, e.to, e.proto)?;
+        let a = live::blocked(lab, e.from, e.to, e.proto)?;
         say!("denied, {}: {}", if a.connected { "but CONNECTED" } else { "and did not connect" }, a.evidence);
         if a.connected {
             connected.push(a.evidence);
@@ -124,10 +124,10 @@ fn a_peer_the_policy_hides_is_absent_from_the_others_status() -> Result<()> {
         return Ok(());
     }
     // A hidden peer is not reachable either, by TCP or ICMP.
-    let _sinks = policy::sinks(lab, &[policy::SERVICE_PORT].into())?;
+    let _sinks = live::sinks(lab, &[policy::SERVICE_PORT].into())?;
     for (a, b) in &hidden {
         for proto in [Proto::Tcp(policy::SERVICE_PORT), Proto::Icmp] {
-            let attempt = policy::blocked(lab, a, b, proto)?;
+            let attempt = live::blocked(lab, a, b, proto)?;
             ensure!(!attempt.connected, "{b} is hidden from {a}'s status, yet {a} reached it: {}", attempt.evidence);
         }
     }
@@ -142,14 +142,14 @@ fn the_policys_own_tests_hold_on_live_traffic() -> Result<()> {
         skip(&format!("{} has no tests block", setup.name()));
         return Ok(());
     }
-    let _sinks = policy::sinks(lab, &policy::test_ports(setup))?;
-    let whole = policy::headscale_check_whole(lab)?;
+    let _sinks = live::sinks(lab, &policy::test_ports(setup))?;
+    let whole = live::headscale_check_whole(lab)?;
     match &whole {
         Some(Ok(())) => say!("headscale policy check of {} against the live server: Policy is valid", setup.name()),
         Some(Err(e)) => say!("headscale policy check of {} against the live server: {e}", setup.name()),
         None => {}
     }
-    let rows = policy::run_tests(lab, setup)?;
+    let rows = live::run_tests(lab, setup)?;
     println!("\nthe tests block of {} on live traffic:\n{}", setup.name(), policy::table(&rows));
     for r in &rows {
         println!("  entry {} {}: {}", r.entry, r.dst, r.evidence);
@@ -198,12 +198,12 @@ fn when_the_policy_file_changes_every_client_gets_it_without_a_restart() -> Resu
     }
     let log_before = lab.host(&lab.record.spec.server().name)?.service_log(meshlab::headscale::SERVICE).len();
     let original = setup.text.clone();
-    let restore = Undo::new("the lab's policy", || policy::rewrite(lab, &original));
+    let restore = Undo::new("the lab's policy", || live::rewrite(lab, &original));
     // The change: every node may reach every other. Each client must see it: every other
     // client in its status and answering its ping.
     let open = serde_json::to_string_pretty(&policy::allow_all(setup))?;
     let changed = Instant::now();
-    policy::rewrite(lab, &open)?;
+    live::rewrite(lab, &open)?;
     poll::until("the opened policy on every client: every peer listed and answering", budget::policy_propagation(), || {
         let seen = visible(lab)?;
         for c in &clients {
@@ -231,7 +231,7 @@ fn when_the_policy_file_changes_every_client_gets_it_without_a_restart() -> Resu
         ensure!(status.me.is_some(), "{c} has no Self in its status");
     }
     // And back: the original policy, every client's peers as they were.
-    policy::rewrite(lab, &original)?;
+    live::rewrite(lab, &original)?;
     restore.done();
     poll::until("the original policy back on every client: its peers as before", budget::policy_propagation(), || {
         let seen = visible(lab)?;

@@ -147,6 +147,10 @@ impl<'a> Headscale<'a> {
                 "search_domains": [],
                 "extra_records": []
             },
+            // The CLI's own deadline for the server's answer (10 s by default): within the
+            // harness's limit on the command, and scaled as it is (a busy TCG machine starved
+            // the server VM past 10 s while three clients' tailscaled started).
+            "cli": { "timeout": format!("{}s", (budget::command().as_secs_f64() * 0.75).ceil()) },
             "unix_socket": format!("{dir}/headscale.sock"),
             "unix_socket_permission": "0770",
             "logtail": { "enabled": false }

@@ -2,10 +2,7 @@
 //! on them for real; building it, attaching to it, the clients that join later, teardown.
 //! Its record, and removal from the record alone, are the [`registry`]'s.
 
-#[cfg(feature = "libvirt")]
-use crate::backend::libvirt;
-use crate::backend::netns::{self, NetnsHost, NetnsRecord, NetnsUnderlay};
-use crate::backend::{BackendKind, Host, Underlay};
+use crate::backend::{seam, BackendKind, Built, Host, Underlay};
 use crate::headscale::Headscale;
 use crate::process::{Lifetime, ProcessId};
 use crate::registry::{self, LabRecord, Timings};
@@ -49,6 +46,7 @@ impl LabOptions {
     /// Backend and subnets from the environment, dying with this process.
     pub fn from_env() -> Result<LabOptions> {
         crate::settings::validate()?;
+        crate::budget::soak()?;
         let options = LabOptions {
             backend: BackendKind::from_env()?,
             spec: LabSpec::from_env()?,
@@ -139,14 +137,8 @@ impl Lab {
         // not part of the lab's time to converge.
         let started = Instant::now();
         registry::reclaim_abandoned();
-        #[cfg(feature = "libvirt")]
-        if options.backend == BackendKind::Libvirt {
-            // Unreachable libvirt is an error before anything of a lab exists.
-            libvirt::connect_configured()?;
-            let (images, why) = crate::images::ImagesKind::from_env()?;
-            say!("VM images: {} ({why})", images.name());
-            registry::remove_unrecorded_vms(&registry::indexed().iter().map(|r| r.run_id.clone()).collect::<Vec<_>>());
-        }
+        // An unreachable backend is an error before anything of a lab exists.
+        seam::before_build(options.backend, &registry::indexed().iter().map(|r| r.run_id.clone()).collect::<Vec<_>>())?;
         let (run_id, dir) = registry::claim_run_id()?;
         say!(
             "building lab {run_id} on the {} backend (headscale {}{}, {}); its files: {}",
@@ -157,10 +149,7 @@ impl Lab {
             dir.display()
         );
         let record = LabRecord {
-            netns: (options.backend == BackendKind::Netns).then(|| NetnsRecord::plan(&run_id, &dir, &options.spec)),
-            #[cfg(feature = "libvirt")]
-            libvirt: (options.backend == BackendKind::Libvirt)
-                .then(|| libvirt::LibvirtRecord::plan(&run_id, &dir, &options.spec, options.images)),
+            built: Built::plan(options.backend, &run_id, &dir, &options.spec, options.images)?,
             run_id,
             backend: options.backend,
             dir,
@@ -183,14 +172,10 @@ impl Lab {
         // From here the Lab value owns every piece: an error drops it, and Drop removes all
         // there is (a panic too: the value is dropped as it unwinds).
         let mut lab = Lab { hosts: Vec::new(), underlay, record, release, old_server, owned: true, torn_down: Mutex::new(false) };
-        if !prereq::is_root() {
-            // A normal user's lab lives in a user namespace, held by a process that dies with
-            // this one (or, detached, lives until `cargo mesh down`).
+        {
             let record = &mut lab.record;
-            let holder = netns::Holder::start(&record.run_id, &record.dir.join("holder.log"), record.lifetime)?;
-            if let Some(n) = record.netns.as_mut() {
-                n.holder = Some(holder);
-            }
+            let (run_id, log, lifetime) = (record.run_id.clone(), record.dir.join("holder.log"), record.lifetime);
+            record.built.get_mut()?.prepare(&run_id, &log, lifetime)?;
             record.save()?;
         }
         if lab.record.lifetime == Lifetime::WithOwner || options.owner.is_some() {
@@ -227,7 +212,7 @@ impl Lab {
         let record = LabRecord::load(&dir).with_context(|| {
             format!("MESH_LAB={dir_or_id} names no lab: give the folder or run id that `cargo mesh up` printed (see `cargo mesh status`)")
         })?;
-        let holder_gone = record.netns.as_ref().and_then(|n| n.holder).is_some_and(|h| !h.alive());
+        let holder_gone = record.backend()?.gone();
         if record.torn_down || !record.index_entry().exists() || holder_gone {
             bail!("lab {} is no longer running: start a new one with `cargo mesh up`", record.run_id);
         }
@@ -276,7 +261,9 @@ impl Lab {
         std::fs::write(record.dir.join(CA_FILE), &pki.ca_pem)?;
         let headscale = self.headscale();
         if let Some(setup) = &record.policy {
-            headscale.host.write_file(&crate::policy::server_path(self)?, setup.text.as_bytes())?;
+            headscale
+                .host
+                .write_file(&format!("{}/{}", headscale.host.state_dir(), crate::policy::FILE), setup.text.as_bytes())?;
             say!(
                 "headscale runs with {} (policy.mode file); clients: {}",
                 setup.name(),
@@ -337,24 +324,20 @@ impl Lab {
     fn make_network(&mut self) -> Result<Duration> {
         let record = &mut self.record;
         let files = etc_files(&record.spec);
-        if let Some(n) = &record.netns {
-            return netns::create(n, &record.spec, &record.dir, &files, record.lifetime).map(|()| Duration::ZERO);
-        }
-        #[cfg(feature = "libvirt")]
-        if let Some(v) = &mut record.libvirt {
-            let created = libvirt::create(v, &record.spec, &record.dir, &record.tools, &files);
-            // The record learns what the VMs run (acceleration, where their programs are)
-            // even when a VM failed, so that the report and teardown know it.
-            record.save()?;
-            let (versions, images) = created?;
+        let (spec, dir, tools, lifetime) = (record.spec.clone(), record.dir.clone(), record.tools.clone(), record.lifetime);
+        let created = record.built.get_mut()?.create(&spec, &dir, &tools, &files, lifetime);
+        // The record learns what the backend made (a VM's acceleration, where its programs
+        // are) even when something failed, so that the report and teardown know it.
+        record.save()?;
+        let created = created?;
+        if let Some(versions) = created.versions {
             record.tools.versions = versions;
             record.save()?;
-            // The VMs' images may carry other versions than this machine's (MESH_IMAGES=nix).
+            // The hosts' images may carry other versions than this machine's (MESH_IMAGES=nix).
             record.tools.versions.check_window()?;
             self.release = record.tools.versions.headscale_release()?;
-            return Ok(images);
         }
-        bail!("this lab has no network record")
+        Ok(created.images)
     }
 
     /// Wait until the mesh is whole: headscale lists every client online, every client sees
@@ -558,11 +541,10 @@ impl Lab {
     /// Where a program is, as the hosts see it: netns hosts share this machine's files; VMs
     /// have theirs installed in their image.
     fn program(&self, path: &Path) -> String {
-        #[cfg(feature = "libvirt")]
-        if let (Some(v), Some(file)) = (&self.record.libvirt, path.file_name()) {
-            return format!("{}/{}", v.programs_dir, file.to_string_lossy());
+        match self.record.backend() {
+            Ok(backend) => backend.program_path(path),
+            Err(_) => path.display().to_string(),
         }
-        path.display().to_string()
     }
 
     /// Peak resident memory of every service in the lab, in MiB.
@@ -627,12 +609,7 @@ impl Lab {
     /// disruptive scenario has a lab of its own, the shared lab's VMs take no CPU from it.
     /// Hosts of a netns lab are processes that sleep when idle: nothing to do.
     pub fn set_paused(&self, paused: bool) -> Result<()> {
-        #[cfg(feature = "libvirt")]
-        if let Some(v) = &self.record.libvirt {
-            return libvirt::set_suspended(v, paused);
-        }
-        let _ = paused;
-        Ok(())
+        self.record.backend()?.set_paused(paused)
     }
 
     /// Why a latency limit does not apply to this lab, if it does not: its hosts are VMs
@@ -640,13 +617,7 @@ impl Lab {
     /// a round trip measures the emulator rather than the mesh (5–25 ms on a quiet machine,
     /// past 50 ms on a busy one). `None` where hosts run at native speed (netns, KVM).
     pub fn emulated(&self) -> Option<String> {
-        #[cfg(feature = "libvirt")]
-        if let Some(v) = &self.record.libvirt {
-            if v.accel != "kvm" {
-                return Some("the hosts are VMs under QEMU's TCG emulation".into());
-            }
-        }
-        None
+        self.record.backend().ok()?.emulated()
     }
 
     pub fn owned(&self) -> bool {
@@ -732,30 +703,11 @@ fn ipv4_of(ips: &[String]) -> Option<&String> {
 }
 
 fn make_underlay(record: &LabRecord) -> Result<Box<dyn Underlay>> {
-    if let Some(n) = &record.netns {
-        return Ok(Box::new(NetnsUnderlay::new(n, &record.spec, &record.dir)));
-    }
-    #[cfg(feature = "libvirt")]
-    if let Some(v) = &record.libvirt {
-        return Ok(Box::new(libvirt::VmUnderlay::new(v, &record.spec, &record.dir)));
-    }
-    bail!("lab {} has no network record", record.run_id)
+    Ok(record.backend()?.underlay(&record.spec, &record.dir))
 }
 
 fn make_hosts(record: &LabRecord, lifetime: Lifetime) -> Result<Vec<Box<dyn Host>>> {
-    if let Some(n) = &record.netns {
-        return record
-            .spec
-            .hosts
-            .iter()
-            .map(|h| Ok(Box::new(NetnsHost::new(n, &record.dir, &h.name, lifetime)?) as Box<dyn Host>))
-            .collect();
-    }
-    #[cfg(feature = "libvirt")]
-    if let Some(v) = &record.libvirt {
-        return record.spec.hosts.iter().map(|h| Ok(Box::new(libvirt::VmHost::new(v, &h.name)?) as Box<dyn Host>)).collect();
-    }
-    bail!("lab {} has no network record", record.run_id)
+    record.backend()?.hosts(&record.spec, &record.dir, lifetime)
 }
 
 /// The files every host's /etc starts with: the server's name resolves by the hosts file, and

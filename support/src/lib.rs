@@ -47,3 +47,96 @@ pub mod version;
 pub mod web;
 
 pub use fixture::lab;
+
+#[cfg(test)]
+mod layering {
+    //! The modules import one another in one direction only: no cycle, at the level of the
+    //! top-level modules and of the folders' children (`backend::netns`, `policy::live`, …).
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// Module path → its source (without its unit tests), from `support/src`.
+    fn modules() -> BTreeMap<String, String> {
+        fn walk(dir: &Path, prefix: &[String], out: &mut BTreeMap<String, String>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+                if path.is_dir() {
+                    if stem != "bin" {
+                        walk(&path, &[prefix, &[stem]].concat(), out);
+                    }
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let name = if stem == "mod" { prefix.to_vec() } else { [prefix, &[stem]].concat() };
+                    if name != ["lib"] {
+                        let text = std::fs::read_to_string(&path).unwrap();
+                        let text = text.split("#[cfg(test)]").next().unwrap().to_string();
+                        out.insert(name.join("::"), text);
+                    }
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &[], &mut out);
+        out
+    }
+
+    /// The unit a path names: a folder's child where there is one, else the top-level module.
+    fn unit(path: &str, units: &BTreeSet<String>) -> Option<String> {
+        let parts: Vec<&str> = path.split("::").collect();
+        let child = parts.get(..2).map(|p| p.join("::"));
+        child.filter(|c| units.contains(c)).or_else(|| Some(parts[0].to_string()).filter(|t| units.contains(t)))
+    }
+
+    #[test]
+    fn no_module_imports_one_that_imports_it_back() {
+        let modules = modules();
+        let units: BTreeSet<String> = modules.keys().cloned().collect();
+        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (name, text) in &modules {
+            let from = unit(name, &units).unwrap();
+            let mut refs: Vec<String> = Vec::new();
+            for piece in text.split("crate::").skip(1) {
+                if let Some(group) = piece.strip_prefix('{') {
+                    let group = group.split('}').next().unwrap_or("");
+                    refs.extend(group.split(',').map(|r| r.trim().split(' ').next().unwrap_or("").to_string()));
+                } else {
+                    refs.push(piece.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_' || *c == ':').collect());
+                }
+            }
+            for r in refs {
+                let Some(to) = unit(r.trim_end_matches(':'), &units) else { continue };
+                // A folder's children use their parent (it declares them): not a cycle.
+                if to != from && !from.starts_with(&format!("{to}::")) && !to.starts_with(&format!("{from}::")) {
+                    edges.entry(from.clone()).or_default().insert(to);
+                }
+            }
+        }
+        // A path back to where it started is a cycle; name it.
+        fn back(
+            edges: &BTreeMap<String, BTreeSet<String>>,
+            start: &str,
+            at: &str,
+            path: &mut Vec<String>,
+        ) -> Option<Vec<String>> {
+            for next in edges.get(at).into_iter().flatten() {
+                if next == start {
+                    return Some([path.clone(), vec![start.to_string()]].concat());
+                }
+                if !path.contains(next) {
+                    path.push(next.clone());
+                    if let Some(cycle) = back(edges, start, next, path) {
+                        return Some(cycle);
+                    }
+                    path.pop();
+                }
+            }
+            None
+        }
+        assert!(edges.len() > 20, "the modules and their imports are read: {edges:?}");
+        for start in edges.keys() {
+            if let Some(cycle) = back(&edges, start, start, &mut vec![start.clone()]) {
+                panic!("an import cycle: {}", cycle.join(" → "));
+            }
+        }
+    }
+}

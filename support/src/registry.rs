@@ -3,8 +3,8 @@
 //! removal from a record alone, reclaiming labs whose owner died, and removal on Ctrl-C or
 //! SIGTERM.
 
-use crate::backend::netns::{self, NetnsRecord};
-use crate::backend::BackendKind;
+use crate::backend::netns;
+use crate::backend::{BackendKind, Built, LabBackend};
 use crate::process::{Lifetime, ProcessId};
 use crate::spec::LabSpec;
 use crate::tools::Tools;
@@ -18,7 +18,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub const RUN_ID_LEN: usize = 6;
+pub use crate::backend::RUN_ID_LEN;
 /// How many finished labs' folders (logs, configs) are kept under target/.
 const KEEP_FINISHED: usize = 10;
 pub(crate) const RECORD: &str = "lab.json";
@@ -35,11 +35,10 @@ pub struct LabRecord {
     /// The ACL policy the lab runs with and each client's user or tag (P7's lab).
     #[serde(default)]
     pub policy: Option<crate::policy::PolicySetup>,
-    pub netns: Option<NetnsRecord>,
-    /// The VMs, networks and router of a libvirt lab.
-    #[cfg(feature = "libvirt")]
-    #[serde(default)]
-    pub libvirt: Option<crate::backend::libvirt::LibvirtRecord>,
+    /// What the backend built (its namespaces, or VMs and networks): flattened, so `lab.json`
+    /// has a `netns` or a `libvirt` key.
+    #[serde(flatten)]
+    pub built: Built,
     /// Client name → its tailnet addresses, IPv4 first.
     pub tailnet_ips: BTreeMap<String, Vec<String>>,
     pub timings: Timings,
@@ -70,6 +69,11 @@ pub struct Timings {
 }
 
 impl LabRecord {
+    /// The backend that built this lab, to ask it for anything.
+    pub fn backend(&self) -> Result<&dyn LabBackend> {
+        self.built.get().with_context(|| format!("lab {}", self.run_id))
+    }
+
     pub fn save(&self) -> Result<()> {
         let path = self.dir.join(RECORD);
         let tmp = path.with_extension("json.tmp");
@@ -207,14 +211,7 @@ fn watchdog_script(record: &LabRecord) -> Result<String> {
 
 /// The backend's removal of the lab, as a shell script.
 fn removal_script(record: &LabRecord) -> Result<String> {
-    if let Some(n) = &record.netns {
-        return Ok(netns::removal_script(n, &record.dir));
-    }
-    #[cfg(feature = "libvirt")]
-    if let Some(v) = &record.libvirt {
-        return Ok(crate::backend::libvirt::removal_script(v));
-    }
-    anyhow::bail!("lab {} has no network record", record.run_id)
+    Ok(record.backend()?.removal_script(&record.dir))
 }
 
 fn stop_watchdog(record: &LabRecord) {
@@ -244,13 +241,7 @@ pub fn remove(record: &LabRecord) -> Result<()> {
 /// interrupted owner does, since its other threads may still be making pieces meanwhile.
 fn remove_all_but_watchdog(record: &LabRecord) -> Result<()> {
     forget_on_interrupt(record);
-    if let Some(n) = &record.netns {
-        netns::teardown(n, &record.dir)?;
-    }
-    #[cfg(feature = "libvirt")]
-    if let Some(v) = &record.libvirt {
-        crate::backend::libvirt::teardown(v)?;
-    }
+    record.backend()?.teardown(&record.dir)?;
     let mut done = record.clone();
     done.torn_down = true;
     let _ = done.save();
@@ -328,17 +319,7 @@ pub fn remove_unrecorded_holders(known: &[String], uid: Option<u32>) -> Vec<Stri
     removed
 }
 
-/// VMs and libvirt networks named like ours whose run has no live record (a build killed
-/// before its record knew them, a watchdog killed too). Asks libvirt only if it runs.
-pub fn remove_unrecorded_vms(known: &[String]) -> Vec<String> {
-    #[cfg(feature = "libvirt")]
-    return crate::backend::libvirt::remove_unrecorded(known);
-    #[cfg(not(feature = "libvirt"))]
-    {
-        let _ = known;
-        Vec::new()
-    }
-}
+pub use crate::backend::seam::remove_unrecorded_vms;
 
 /// Namespaces named like ours whose run has no live record: remove them with whatever runs in
 /// them. Root's alone (a normal user's labs have no names on the machine).
@@ -351,7 +332,7 @@ pub fn remove_unrecorded_namespaces(known: &[String]) -> Vec<String> {
         if known.contains(&run_id) {
             continue;
         }
-        let record = NetnsRecord {
+        let record = netns::NetnsRecord {
             router: namespaces.iter().find(|n| n.ends_with("-router")).cloned().unwrap_or_default(),
             hosts: namespaces
                 .iter()

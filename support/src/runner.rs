@@ -35,7 +35,7 @@ pub fn build_test_binaries() -> Result<Vec<TestBinary>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     say!("building the scenario tests (cargo test --no-run) …");
     // The tests get the backends this harness was built with.
-    let features: &[&str] = if cfg!(feature = "libvirt") { &["--features", "libvirt"] } else { &[] };
+    let features = crate::backend::CARGO_FEATURES;
     let out = Command::new(&cargo)
         .args(["test", "--no-run", "--tests", "--package", "headscale-mesh-suite", "--message-format=json-render-diagnostics"])
         .args(features)

@@ -16,7 +16,10 @@ pub const REQUIRE_PREREQUISITES: &str = "MESH_REQUIRE_PREREQUISITES";
 
 /// Releases asked for by number (`--headscale-version`, `--tailscale-version` set them), and
 /// the upgrade rehearsal's starting release.
-const VERSIONS: &[&str] = &["MESH_HEADSCALE_VERSION", "MESH_TAILSCALE_VERSION", crate::upgrade::FROM_VAR];
+const VERSIONS: &[&str] = &["MESH_HEADSCALE_VERSION", "MESH_TAILSCALE_VERSION", UPGRADE_FROM_VAR];
+
+/// The headscale release the upgrade rehearsal's server starts at (`upgrade`).
+pub const UPGRADE_FROM_VAR: &str = "MESH_UPGRADE_FROM";
 
 pub fn validate() -> Result<()> {
     for var in SWITCHES {
@@ -31,8 +34,6 @@ pub fn validate() -> Result<()> {
         version(var)?;
     }
     client_versions()?;
-    crate::budget::soak()?;
-    crate::images::ImagesKind::from_env()?;
     if let Ok(v) = std::env::var("MESH_ACCEL") {
         if !matches!(v.trim(), "" | "auto" | "tcg") {
             bail!("MESH_ACCEL={v:?} is not an accelerator choice: use tcg (force QEMU's emulation) or auto (KVM where it truly works)");

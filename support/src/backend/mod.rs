@@ -4,6 +4,16 @@
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod netns;
+pub mod seam;
+
+pub use seam::{Built, LabBackend};
+
+/// The cargo features this build has its backends by: scenario binaries are built with the
+/// same, so that they can drive the lab this build makes.
+pub const CARGO_FEATURES: &[&str] = if cfg!(feature = "libvirt") { &["--features", "libvirt"] } else { &[] };
+
+/// A run id: this many hex digits, in every name a lab has (`mesh-<run id>-…`).
+pub const RUN_ID_LEN: usize = 6;
 
 use crate::exec::Output;
 use anyhow::{bail, Result};

@@ -33,7 +33,7 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn take(run_id: &str, dir: &Path) -> Snapshot {
         let record = LabRecord::load(dir).ok();
-        let holder = record.as_ref().and_then(|r| r.netns.as_ref()?.holder);
+        let holder = record.as_ref().and_then(|r| r.built.netns.as_ref()?.holder);
         // Where the lab's namespaces are named: the machine's /run/netns, or its holder's.
         let netns_dir = match &holder {
             Some(h) => h.netns_file(""),

@@ -118,7 +118,7 @@ fn pinned(ns_dir: &Path, host: &str, kind: &str) -> PathBuf {
 pub fn run_id_of_namespace(name: &str) -> Option<&str> {
     let rest = name.strip_prefix(NS_PREFIX)?;
     let (id, _) = rest.split_once('-')?;
-    (id.len() == crate::registry::RUN_ID_LEN && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
+    (id.len() == super::RUN_ID_LEN && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
 }
 
 /// Run a command of the lab's own (not in a host) and require success.

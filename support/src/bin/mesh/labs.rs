@@ -147,7 +147,7 @@ pub fn status() -> Result<ExitCode> {
             Lifetime::WithOwner if r.owner.alive() => format!("process {}", r.owner.pid),
             Lifetime::WithOwner => format!("nobody (process {} is gone)", r.owner.pid),
         };
-        if r.netns.as_ref().is_some_and(|n| n.holder.is_some()) {
+        if r.backend().is_ok_and(|b| b.in_user_namespace()) {
             let uid = std::fs::metadata(r.dir.join("lab.json")).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(0);
             owner += &format!(", user {uid} (in a user namespace)");
         }
