@@ -92,6 +92,20 @@
         assert evaluates [ (server { baseDomain = "tailnet.example.com"; }) ];
         assert !evaluates [ (server { baseDomain = "example.com"; }) ];
         assert !evaluates [ (server { baseDomain = "headscale.example.com"; }) ];
+        # headscale's admin listeners: loopback by default; every interface only when asked.
+        assert !evaluates [ (server { baseDomain = "tailnet.example.com"; metricsListenAddress = "0.0.0.0:9090"; }) ];
+        assert !evaluates [ (server { baseDomain = "tailnet.example.com"; grpcListenAddress = "[::]:50443"; }) ];
+        assert !evaluates [
+          (server { baseDomain = "tailnet.example.com"; })
+          { services.headscale.settings.metrics_listen_addr = lib.mkForce ":9090"; }
+        ];
+        assert evaluates [
+          (server {
+            baseDomain = "tailnet.example.com";
+            metricsListenAddress = "0.0.0.0:9090";
+            allowWideListeners = true;
+          })
+        ];
         assert evaluates [ (client { loginServer = "https://headscale.example.com"; authKeyFile = "/run/secrets/key"; }) ];
         assert !evaluates [ (client { authKeyFile = "/run/secrets/key"; }) ];
         assert !evaluates [ (client { loginServer = "https://headscale.example.com"; authKeyFile = "${pkgs.hello}/key"; }) ];

@@ -2,6 +2,7 @@
 # the lab runs it (server URL, base domain, addresses, the embedded DERP), so that the
 # modules are evaluated, asserted and built exactly as a user would deploy them.
 {
+  config,
   lib,
   labTopology,
   labHost,
@@ -52,9 +53,21 @@ in
   # tailscaled socket the harness's units need.
   # (The conditions sit on the whole attribute set: a unit named on a host without it would
   # become an empty unit.)
+  #
+  # nixpkgs' tailscaled-set (made because the client module passes --hostname, --accept-dns
+  # and --accept-routes through services.tailscale.extraSetFlags) is a oneshot, wanted by
+  # multi-user.target, that `wants` tailscaled.service and runs `tailscale set …` against
+  # tailscaled's socket. Left to start at boot it would start the module's tailscaled after
+  # all (wants= pulls it in), holding the TUN device, the port and the socket the harness's
+  # own tailscaled needs; and run later, against the harness's tailscaled, it would change
+  # that node's preferences behind the harness's back. The harness sets those itself with
+  # `tailscale up`, so in the lab the unit is kept in the image, as built, but never started.
   systemd.services = lib.mkMerge [
     (lib.mkIf isServer { headscale.wantedBy = lib.mkForce [ ]; })
     (lib.mkIf (!isServer) { tailscaled.wantedBy = lib.mkForce [ ]; })
+    (lib.mkIf (!isServer && config.services.tailscale.extraSetFlags != [ ]) {
+      tailscaled-set.wantedBy = lib.mkForce [ ];
+    })
   ];
 
   # The harness writes the server's own /etc/headscale/config.yaml (so that `headscale` in a

@@ -26,6 +26,42 @@ let
   isStorePath = path: lib.hasPrefix "${builtins.storeDir}/" path;
 
   isUrl = url: lib.hasPrefix "https://" url || lib.hasPrefix "http://" url;
+
+  # Whether a Go listen address ("HOST:PORT") listens on every interface: no host
+  # (":9090"), 0.0.0.0 or ::, and an unset or empty address (headscale 0.27 then serves
+  # metrics on all interfaces at a random port).
+  listensWide =
+    address:
+    let
+      text = if address == null then "" else toString address;
+      bracketed = builtins.match "[[](.*)[]](:.*)?" text;
+      host = if bracketed != null then builtins.head bracketed else builtins.head (lib.splitString ":" text);
+      # An unbracketed IPv6 address with no port ("::") splits to an empty first part too.
+    in
+    text == "" || builtins.elem host [
+      ""
+      "0.0.0.0"
+      "0"
+      "::"
+      "::0"
+      "0:0:0:0:0:0:0:0"
+    ];
+
+  # headscale's listeners only admins should reach: (setting, its value, the module's option).
+  adminListeners = [
+    {
+      setting = "metrics_listen_addr";
+      what = "metrics and the /debug pages, unauthenticated";
+      option = "metricsListenAddress";
+      example = "127.0.0.1:9090";
+    }
+    {
+      setting = "grpc_listen_addr";
+      what = "the gRPC admin API (API keys guard it, but it should not face the internet)";
+      option = "grpcListenAddress";
+      example = "127.0.0.1:50443";
+    }
+  ];
 in
 {
   options.services.headscale-server = {
@@ -63,6 +99,57 @@ in
         Port headscale listens on: 443 when headscale serves TLS itself
         ({option}`services.headscale-server.tls.certFile`), a port such as 8080 behind a
         reverse proxy.
+      '';
+    };
+
+    metricsListenAddress = lib.mkOption {
+      type = lib.types.str;
+      default = "127.0.0.1:9090";
+      example = "192.168.1.5:9090";
+      description = ''
+        Address and port of headscale's `/metrics` and `/debug` endpoints
+        (`metrics_listen_addr`), which need no authentication. Loopback by default, as
+        headscale's own example configuration has it; left unset, headscale 0.27 serves them
+        on every interface. Listening on every interface is refused unless
+        {option}`services.headscale-server.allowWideListeners` is set.
+      '';
+    };
+
+    grpcListenAddress = lib.mkOption {
+      type = lib.types.str;
+      default = "127.0.0.1:50443";
+      example = "192.168.1.5:50443";
+      description = ''
+        Address and port of headscale's gRPC admin API (`grpc_listen_addr`), for remote
+        `headscale` CLIs with an API key. Loopback by default, as headscale's own example
+        configuration has it (the local CLI uses the unix socket). Listening on every
+        interface is refused unless {option}`services.headscale-server.allowWideListeners` is
+        set.
+      '';
+    };
+
+    allowWideListeners = lib.mkOption {
+      type = lib.types.bool;
+      default = false;
+      example = true;
+      description = ''
+        Whether headscale's admin listeners (`metrics_listen_addr`, `grpc_listen_addr`) may
+        listen on every interface (`0.0.0.0`, `[::]`, no host, or unset). Off: such a
+        configuration fails evaluation, naming the setting. Turn it on only where a firewall
+        keeps those ports from the clients and the internet.
+      '';
+    };
+
+    ephemeralInactivityTimeout = lib.mkOption {
+      type = lib.types.str;
+      default = "30m";
+      example = "5m";
+      description = ''
+        How long an ephemeral node may stay offline before headscale deletes it. Written under
+        both keys headscale has had for it: `ephemeral_node_inactivity_timeout` (0.27 and
+        0.28 read only this one; 0.29 still reads it, with a deprecation warning) and
+        `node.ephemeral.inactivity_timeout` (0.29; 0.27 ignores `node:`), so the same value
+        holds whichever headscale {option}`services.headscale-server.package` is.
       '';
     };
 
@@ -248,7 +335,21 @@ in
           no DERP relay at all, and peers that cannot reach each other directly never connect.
         '';
       }
-    ];
+    ]
+    # Read from the final settings, so that a value set through services.headscale.settings
+    # directly is judged too.
+    ++ map (listener: {
+      assertion =
+        cfg.allowWideListeners || !listensWide (config.services.headscale.settings.${listener.setting} or null);
+      message = ''
+        services.headscale-server: headscale's ${listener.setting} is "${
+          toString (config.services.headscale.settings.${listener.setting} or "")
+        }", which listens on every interface and serves ${listener.what}. Set
+        services.headscale-server.${listener.option} to a loopback or private address
+        (e.g. ${listener.example}), or set services.headscale-server.allowWideListeners = true
+        if a firewall keeps that port from clients and the internet.
+      '';
+    }) adminListeners;
 
     services.headscale = {
       enable = true;
@@ -257,6 +358,12 @@ in
       port = cfg.port;
       settings = {
         server_url = cfg.serverUrl;
+        metrics_listen_addr = cfg.metricsListenAddress;
+        grpc_listen_addr = cfg.grpcListenAddress;
+        # The same value under 0.27/0.28's key and 0.29's (support/src/releases.rs,
+        # node_settings): each release reads its own and ignores or tolerates the other.
+        ephemeral_node_inactivity_timeout = cfg.ephemeralInactivityTimeout;
+        node.ephemeral.inactivity_timeout = cfg.ephemeralInactivityTimeout;
         tls_cert_path = cfg.tls.certFile;
         tls_key_path = cfg.tls.keyFile;
         dns = {

@@ -23,6 +23,18 @@ let
     ++ [ "--accept-dns=${lib.boolToString cfg.acceptDns}" ]
     ++ lib.optional cfg.acceptRoutes "--accept-routes"
     ++ cfg.extraUpFlags;
+
+  # The settings `tailscale up` applies only at a login, applied again by `tailscale set`
+  # (nixpkgs' tailscaled-set unit) at every boot and switch, so that changing them reaches a
+  # node that is already logged in: nixpkgs' tailscaled-autoconnect runs `tailscale up` only
+  # while the node needs a login. The values are the same as upFlags', so `tailscale up`
+  # finds nothing changed behind its back.
+  setFlags =
+    lib.optional (cfg.hostname != null) "--hostname=${cfg.hostname}"
+    ++ [
+      "--accept-dns=${lib.boolToString cfg.acceptDns}"
+      "--accept-routes=${lib.boolToString cfg.acceptRoutes}"
+    ];
 in
 {
   options.services.tailscale-client = {
@@ -164,6 +176,7 @@ in
       openFirewall = cfg.openFirewall;
       authKeyFile = cfg.authKeyFile;
       extraUpFlags = upFlags;
+      extraSetFlags = setFlags;
       extraDaemonFlags = lib.optional (!cfg.uploadLogs) "--no-logs-no-support";
     };
 

@@ -11,6 +11,7 @@
 use super::BootImage;
 use crate::spec::{HostSpec, LabSpec};
 use crate::tools::Versions;
+use crate::version::Version;
 use crate::{exec, paths, say};
 use anyhow::{bail, Context, Result};
 use std::io::Read;
@@ -42,6 +43,7 @@ pub fn image(spec: &LabSpec, host: &HostSpec) -> Result<BootImage> {
              install Nix, or use MESH_IMAGES=debian"
         );
     }
+    check_nix_version()?;
     let flake = flake_dir();
     let link = out_link(&host.name);
     std::fs::create_dir_all(link.parent().expect("the out-link is in a folder"))?;
@@ -69,6 +71,54 @@ pub fn image(spec: &LabSpec, host: &HostSpec) -> Result<BootImage> {
         link_shown
     );
     Ok(image)
+}
+
+/// The oldest Nix that evaluates the flake's nixpkgs: nixos-25.11 refuses older ones
+/// (its `lib/minver.nix`), and flakes as `nix build` uses them need a recent Nix anyway.
+pub const MIN_NIX: Version = Version::new(2, 18, 0);
+
+/// `nix --version` names a Nix at least [`MIN_NIX`], or the error says which one it found and
+/// how to get a newer one (Debian's nix-bin is 2.8, for instance).
+fn check_nix_version() -> Result<()> {
+    let out = exec::local(&["nix", "--version"], Duration::from_secs(30))?;
+    if !out.success() {
+        bail!("MESH_IMAGES=nix: `nix --version` failed: {}", out.describe_failure());
+    }
+    let found = nix_version(&out.stdout)?;
+    if found < MIN_NIX {
+        bail!("{}", too_old(found));
+    }
+    Ok(())
+}
+
+/// The one-line refusal of a Nix older than [`MIN_NIX`].
+fn too_old(found: Version) -> String {
+    format!(
+        "MESH_IMAGES=nix needs Nix {MIN_NIX} or newer (nixpkgs 25.11's minimum), but `nix --version` is {found}: \
+         install a current Nix (https://nixos.org/download, or the Determinate Systems installer; Debian's nix-bin \
+         is too old), or use MESH_IMAGES=debian"
+    )
+}
+
+/// The version in what `nix --version` prints: `nix (Nix) 2.18.1`, Determinate Nix's
+/// `nix (Determinate Nix 3.6.2) 2.29.0`, Lix's `nix (Lix, like Nix) 2.91.1`, a development
+/// build's `nix (Nix) 2.25.0pre20241010_5c86b6d`. The last word is Nix's own version (a
+/// missing patch number counts as 0); what follows its digits is ignored.
+pub fn nix_version(text: &str) -> Result<Version> {
+    let line = text.lines().next().unwrap_or("").trim();
+    let word = line.split_whitespace().last().unwrap_or("");
+    let numbers: Vec<u32> = word
+        .split('.')
+        .map(|part| part.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .take_while(|digits| !digits.is_empty())
+        .take(3)
+        .map(|digits| digits.parse().unwrap_or(u32::MAX))
+        .collect();
+    match numbers.as_slice() {
+        [major, minor] if line.contains("Nix") => Ok(Version::new(*major, *minor, 0)),
+        [major, minor, patch] if line.contains("Nix") => Ok(Version::new(*major, *minor, *patch)),
+        _ => bail!("`nix --version` printed {line:?}, which names no Nix version"),
+    }
 }
 
 /// The boot image in a folder `nix build` made. Its files are resolved to where they really
@@ -199,6 +249,35 @@ mod tests {
         let err = format!("{:#}", boot_image_from(&out).unwrap_err());
         assert!(err.contains("has no initrd") && err.contains("versions.json"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn nix_versions_are_read_from_what_nix_version_prints() {
+        for (printed, version) in [
+            ("nix (Nix) 2.18.1\n", Version::new(2, 18, 1)),
+            ("nix (Nix) 2.8.0", Version::new(2, 8, 0)),
+            ("nix (Nix) 2.24", Version::new(2, 24, 0)),
+            ("nix (Determinate Nix 3.6.2) 2.29.0\n", Version::new(2, 29, 0)),
+            ("nix (Lix, like Nix) 2.91.1\n", Version::new(2, 91, 1)),
+            ("nix (Nix) 2.25.0pre20241010_5c86b6d\n", Version::new(2, 25, 0)),
+        ] {
+            assert_eq!(nix_version(printed).unwrap(), version, "{printed:?}");
+        }
+        for bad in ["", "nix", "nix (Nix)", "command not found", "bash 5.2.15"] {
+            assert!(nix_version(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn an_old_nix_is_refused_in_one_line_with_the_way_out() {
+        assert!(nix_version("nix (Nix) 2.8.0").unwrap() < MIN_NIX);
+        assert!(nix_version("nix (Nix) 2.18.0").unwrap() >= MIN_NIX);
+        assert!(nix_version("nix (Determinate Nix 3.6.2) 2.29.0").unwrap() >= MIN_NIX);
+        let message = too_old(Version::new(2, 8, 0));
+        assert!(!message.contains('\n'), "{message}");
+        for says in ["2.8.0", "2.18.0", "nixos.org/download", "MESH_IMAGES=debian"] {
+            assert!(message.contains(says), "{says:?} missing in {message}");
+        }
     }
 
     #[test]
