@@ -64,6 +64,16 @@ impl LabOptions {
         Ok(options)
     }
 
+    /// These options for P7's lab: its server under the policy `MESH_POLICY` and `MESH_NODES`
+    /// give, and only the clients of the mesh from the start (P7 makes none join: on VMs, one
+    /// VM less to boot).
+    pub fn under_policy(self) -> Result<LabOptions> {
+        let policy = Some(self.policy_from_env()?);
+        let mut spec = self.spec.clone();
+        spec.hosts.retain(|h| !(h.role == Role::Client && h.joins_later));
+        Ok(LabOptions { policy, spec, ..self })
+    }
+
     /// The policy setup `MESH_POLICY` and `MESH_NODES` give (the built-in policy and mapping
     /// when unset), for the headscale release the run asks for.
     pub fn policy_from_env(&self) -> Result<crate::policy::PolicySetup> {

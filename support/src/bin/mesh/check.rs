@@ -103,7 +103,7 @@ fn own_lab_options(binary: &runner::TestBinary, options: &LabOptions) -> Result<
     }
     let own = LabOptions { lifetime: Lifetime::WithOwner, ..options.clone() };
     if runner::runs_policy(binary) {
-        return Ok(Some(LabOptions { policy: Some(options.policy_from_env()?), ..own }));
+        return Ok(Some(own.under_policy()?));
     }
     if !runner::rehearses_upgrade(binary) {
         return Ok(Some(own));

@@ -22,7 +22,7 @@ pub fn up(foreground: bool, until_exit_of: Option<u32>, env_file: Option<PathBuf
     }
     if LabOptions::policy_asked() {
         // `--policy` / `MESH_POLICY` or `MESH_NODES`: a lab for P7's tests to attach to.
-        options.policy = Some(options.policy_from_env()?);
+        options = options.under_policy()?;
     }
     let lab = Lab::build(options)?;
     let clients = lab.client_names().join(", ");
