@@ -35,6 +35,9 @@ pub struct LabRecord {
     /// The ACL policy the lab runs with and each client's user or tag (P7's lab).
     #[serde(default)]
     pub policy: Option<crate::policy::PolicySetup>,
+    /// The user's headscale configuration (`MESH_HEADSCALE_CONFIG`) the lab runs with.
+    #[serde(default)]
+    pub headscale_config: Option<crate::userconfig::UserConfig>,
     pub netns: Option<NetnsRecord>,
     /// The VMs, networks and router of a libvirt lab.
     #[cfg(feature = "libvirt")]

@@ -132,6 +132,10 @@ struct LabArgs {
     /// client-1=alice,client-2=bob,client-3=tag:server. Overrides MESH_NODES.
     #[arg(long, value_name = "LIST")]
     nodes: Option<String>,
+    /// Your headscale config.yaml (or JSON): every setting of yours is kept but what the lab
+    /// must own, each replacement printed and reported. Overrides MESH_HEADSCALE_CONFIG.
+    #[arg(long, value_name = "PATH")]
+    headscale_config: Option<String>,
 }
 
 impl LabArgs {
@@ -145,6 +149,7 @@ impl LabArgs {
             ("MESH_TAILSCALE_VERSION", &self.tailscale_version),
             ("MESH_POLICY", &self.policy),
             ("MESH_NODES", &self.nodes),
+            (meshlab::userconfig::VAR, &self.headscale_config),
         ] {
             if let Some(v) = value {
                 std::env::set_var(var, v);
