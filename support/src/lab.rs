@@ -138,6 +138,10 @@ impl Lab {
             // A policy headscale rejects stops the build before anything of a lab exists.
             crate::policy::precheck(setup, &tools.headscale, release, &tools.versions.headscale)?;
         }
+        if let Some(user) = &options.headscale_config {
+            // A configuration headscale refuses stops the build before anything of a lab exists.
+            crate::userconfig::precheck(user, &tools.headscale, &tools.versions.headscale)?;
+        }
         // The lab starts once its programs are there: a first build of a release (minutes) is
         // not part of the lab's time to converge.
         let started = Instant::now();

@@ -263,6 +263,76 @@ pub fn apply(lab: &Value, user: Option<&UserConfig>, policy_owned: bool) -> Effe
     Effective { config, path: Some(user.path.clone()), replacements, unhonoured }
 }
 
+/// headscale itself judges the effective configuration before any lab exists: `headscale
+/// configtest` (every release has it; it reads the file, opens the database and makes the
+/// keys) on this machine, with the lab-owned keys pointing into a throwaway folder. A
+/// configuration it refuses stops the run here, with headscale's error in one line.
+pub fn precheck(user: &UserConfig, headscale: &std::path::Path, version: &str) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("mesh-config-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let d = dir.display();
+    let throwaway = json!({
+        "server_url": "https://headscale.lab.test",
+        "listen_addr": "127.0.0.1:0",
+        "metrics_listen_addr": "127.0.0.1:0",
+        "grpc_listen_addr": "127.0.0.1:0",
+        "tls_cert_path": "", "tls_key_path": "", "tls_letsencrypt_hostname": "",
+        "noise": { "private_key_path": format!("{d}/noise.key") },
+        "prefixes": { "v4": "100.64.0.0/10", "v6": "fd7a:115c:a1e0::/48" },
+        "database": { "type": "sqlite", "sqlite": { "path": format!("{d}/db.sqlite") } },
+        "derp": {
+            "server": { "enabled": true, "region_id": 999, "region_code": "lab", "region_name": "lab",
+                        "stun_listen_addr": "127.0.0.1:0", "private_key_path": format!("{d}/derp.key"),
+                        "automatically_add_embedded_derp_region": true, "ipv4": "127.0.0.1", "ipv6": "" },
+            "urls": [], "paths": [], "auto_update_enabled": false
+        },
+        "disable_check_updates": true,
+        "unix_socket": format!("{d}/headscale.sock"),
+        "logtail": { "enabled": false },
+        "policy": { "mode": "file", "path": "" },
+        "dns": { "magic_dns": true, "base_domain": "mesh.test", "override_local_dns": false,
+                 "nameservers": { "global": [], "split": {} }, "extra_records_path": "" }
+    });
+    let result = (|| -> Result<crate::exec::Output> {
+        let config = dir.join("config.json");
+        std::fs::write(&config, serde_json::to_string_pretty(&apply(&throwaway, Some(user), false).config)?)?;
+        let mut cmd = std::process::Command::new(headscale);
+        cmd.arg("configtest").env("HEADSCALE_CONFIG", &config);
+        crate::exec::run("this machine", "headscale configtest", cmd, None, crate::budget::command())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = result?;
+    if out.success() {
+        return Ok(());
+    }
+    bail!("headscale {version} refuses {VAR}={}: {}: fix the file, or unset {VAR}", user.path, refusal_line(&out))
+}
+
+/// headscale's refusal in one line: its output without the time stamps, levels and warnings.
+fn refusal_line(out: &crate::exec::Output) -> String {
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    let words: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let l = l.trim();
+            // `2026-12-02T00:58:29Z FTL message`
+            let mut parts = l.splitn(3, ' ');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(t), Some(level), rest) if t.ends_with('Z') && level.len() == 3 => {
+                    rest.unwrap_or_default().trim().to_string()
+                }
+                _ => l.to_string(),
+            }
+        })
+        .filter(|l| !l.is_empty() && !l.starts_with("WARN"))
+        .collect();
+    if words.is_empty() {
+        return format!("it exited with {:?} and printed nothing", out.code);
+    }
+    words.join(" ").trim_end_matches('.').to_string()
+}
+
 /// One of `dns.extra_records`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtraRecord {

@@ -24,6 +24,9 @@ pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
     let policy = options.policy_from_env()?;
     let tools = meshlab::tools::Tools::resolve()?;
     meshlab::policy::precheck(&policy, &tools.headscale, tools.versions.headscale_release()?, &tools.versions.headscale)?;
+    if let Some(user) = &options.headscale_config {
+        meshlab::userconfig::precheck(user, &tools.headscale, &tools.versions.headscale)?;
+    }
     let binaries = runner::build_test_binaries()?;
     let lab = Lab::build(options.clone())?;
     let outcome = run_all(&lab, &options, &binaries)?;
