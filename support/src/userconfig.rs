@@ -82,7 +82,6 @@ pub const OWNED: &[&str] = &[
     "unix_socket",
     "logtail.enabled",
     "dns.nameservers.global",
-    "dns.extra_records_path",
 ];
 
 impl UserConfig {
@@ -228,6 +227,11 @@ pub fn apply(lab: &Value, user: Option<&UserConfig>, policy_owned: bool) -> Effe
         unhonoured.push(format!(
             "dns.extra_records_path {file}: a file of your machine, not the lab's; give the records in dns.extra_records"
         ));
+        replacements.push(Replacement { key: "dns.extra_records_path".into(), theirs: file.into(), lab: "(none)".into() });
+    }
+    // headscale refuses extra_records beside extra_records_path, even an empty one.
+    if let Some(dns) = config.get_mut("dns").and_then(Value::as_object_mut) {
+        dns.remove("extra_records_path");
     }
     if let Some(domain) = get(theirs, "tls_letsencrypt_hostname").and_then(Value::as_str).filter(|d| !d.is_empty()) {
         unhonoured.push(format!(
@@ -247,7 +251,7 @@ pub fn apply(lab: &Value, user: Option<&UserConfig>, policy_owned: bool) -> Effe
         owned.push("policy.path");
     }
     for key in owned {
-        let ours = get(lab, key).cloned().unwrap_or(Value::Null);
+        let Some(ours) = get(lab, key).cloned() else { continue };
         if let Some(value) = get(theirs, key).filter(|v| !v.is_null()) {
             if *value != ours && !(is_empty(value) && is_empty(&ours)) {
                 replacements.push(Replacement { key: key.into(), theirs: show(value), lab: show(&ours) });
@@ -292,7 +296,7 @@ pub fn precheck(user: &UserConfig, headscale: &std::path::Path, version: &str) -
         "logtail": { "enabled": false },
         "policy": { "mode": "file", "path": "" },
         "dns": { "magic_dns": true, "base_domain": "mesh.test", "override_local_dns": false,
-                 "nameservers": { "global": [], "split": {} }, "extra_records_path": "" }
+                 "nameservers": { "global": [], "split": {} } }
     });
     let result = (|| -> Result<crate::exec::Output> {
         let config = dir.join("config.json");
