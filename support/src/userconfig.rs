@@ -598,6 +598,33 @@ mod tests {
     }
 
     #[test]
+    fn headscales_refusal_is_one_line_in_either_releases_form() {
+        let out = |stderr: &str| crate::exec::Output {
+            host: "this machine".into(),
+            command: "headscale configtest".into(),
+            code: Some(1),
+            stdout: String::new(),
+            stderr: stderr.into(),
+            elapsed: std::time::Duration::ZERO,
+            timed_out: false,
+        };
+        // 0.29.3
+        let line = refusal_line(&out(
+            "2026-12-02T00:58:29Z FTL \nWARN: The \"ephemeral_node_inactivity_timeout\" configuration key is deprecated.\nFATAL: The \"randomize_client_port\" configuration key has been removed. See CHANGELOG.md.\n",
+        ));
+        assert_eq!(line, "FATAL: The \"randomize_client_port\" configuration key has been removed. See CHANGELOG.md");
+        // 0.27.1
+        let line = refusal_line(&out(
+            "2026-12-02T01:02:05Z FTL ../../root/go/pkg/mod/github.com/juanfont/headscale@v0.27.1/cmd/headscale/cli/configtest.go:19 > Error initializing error=\"loading configuration: Fatal config error: dns.nameservers.global must be set\"\n",
+        ));
+        assert_eq!(
+            line,
+            "Error initializing error=\"loading configuration: Fatal config error: dns.nameservers.global must be set\""
+        );
+        assert!(refusal_line(&out("")).contains("printed nothing"));
+    }
+
+    #[test]
     fn addresses_outside_the_prefixes_are_named() {
         let s = Settings::of(&json!({ "prefixes": { "v4": "100.80.0.0/16", "v6": "fd7a:115c:a1e0:80::/64" } }));
         s.check_addresses("client-1", &["100.80.0.1".into(), "fd7a:115c:a1e0:80::1".into()]).unwrap();

@@ -155,6 +155,16 @@ impl LabArgs {
                 std::env::set_var(var, v);
             }
         }
+        // The scenario processes run elsewhere (cargo test runs them in the package's folder):
+        // a relative path of the user's is made absolute here, where it was meant.
+        if let Some(path) = std::env::var_os(meshlab::userconfig::VAR).filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(path);
+            if path.is_relative() {
+                if let Ok(cwd) = std::env::current_dir() {
+                    std::env::set_var(meshlab::userconfig::VAR, cwd.join(path));
+                }
+            }
+        }
     }
 }
 
