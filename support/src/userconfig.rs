@@ -324,7 +324,9 @@ fn refusal_line(out: &crate::exec::Output) -> String {
             let mut parts = l.splitn(3, ' ');
             match (parts.next(), parts.next(), parts.next()) {
                 (Some(t), Some(level), rest) if t.ends_with('Z') && level.len() == 3 => {
-                    rest.unwrap_or_default().trim().to_string()
+                    // 0.27: `… FTL path/configtest.go:19 > Error initializing error="…"`
+                    let rest = rest.unwrap_or_default();
+                    rest.split_once(" > ").map_or(rest, |(_, after)| after).trim().to_string()
                 }
                 _ => l.to_string(),
             }
