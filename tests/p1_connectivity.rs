@@ -53,6 +53,20 @@ fn client_sees_both_peers_online(#[case] client: &str) -> Result<()> {
     Ok(())
 }
 
+/// Every client's tailnet addresses come from the prefixes of the configuration headscale runs
+/// with (`prefixes.v4`, `prefixes.v6`: the user's, with `MESH_HEADSCALE_CONFIG`), one of each
+/// configured family, and each client's peers see the same addresses for it.
+#[test]
+#[serial]
+fn every_tailnet_address_is_from_the_configured_prefixes() -> Result<()> {
+    let lab = lab();
+    let settings = lab.settings();
+    for client in lab.client_names() {
+        settings.check_addresses(&client, &lab.client(&client)?.ips()?)?;
+    }
+    Ok(())
+}
+
 #[test]
 #[serial]
 fn all_clients_connected_within_two_minutes_of_registration() -> Result<()> {

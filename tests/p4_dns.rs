@@ -5,10 +5,9 @@
 
 use anyhow::{ensure, Result};
 use meshlab::criteria::SC004;
-use meshlab::dns::{await_everywhere, lookup, Resolver};
+use meshlab::dns::{await_everywhere, lookup, lookup_as, Resolver};
 use meshlab::lab::{Joined, Lab};
-use meshlab::report::{Criterion, Figure};
-use meshlab::spec::BASE_DOMAIN;
+use meshlab::report::{skip, Criterion, Figure};
 use meshlab::{budget, lab};
 use rstest::rstest;
 use serial_test::serial;
@@ -28,8 +27,21 @@ fn lookup_time(lab: &Lab, resolver: Resolver, seconds: f64) -> Criterion {
         .unless(emulated.map(|why| format!("{why}: getent's time is mostly its own start-up on the emulated CPU")))
 }
 
-fn names(peer: &str) -> [String; 2] {
-    [peer.to_string(), format!("{peer}.{BASE_DOMAIN}")]
+/// A peer's short and full name, the full one under the configuration's base domain.
+fn names(lab: &Lab, peer: &str) -> [String; 2] {
+    [peer.to_string(), lab.settings().fqdn(peer)]
+}
+
+/// MagicDNS is off in the configuration headscale runs with: the scenario says so and is
+/// skipped (true), never passed.
+fn skipped_without_magic_dns(lab: &Lab) -> bool {
+    match lab.magic_dns_off() {
+        Some(reason) => {
+            skip(&reason);
+            true
+        }
+        None => false,
+    }
 }
 
 #[rstest]
@@ -42,8 +54,11 @@ fn names(peer: &str) -> [String; 2] {
 #[serial]
 fn resolves_peer_by_short_and_full_name(#[case] from: &str, #[case] peer: &str) -> Result<()> {
     let lab = lab();
+    if skipped_without_magic_dns(lab) {
+        return Ok(());
+    }
     let want = lab.tailnet_ipv4(peer)?;
-    for name in names(peer) {
+    for name in names(lab, peer) {
         for resolver in [Resolver::System, Resolver::MagicDns] {
             let answer = lookup(lab.host(from)?, resolver, &name)?;
             ensure!(
@@ -61,10 +76,13 @@ fn resolves_peer_by_short_and_full_name(#[case] from: &str, #[case] peer: &str) 
 #[serial]
 fn lookups_answer_within_a_second() -> Result<()> {
     let lab = lab();
+    if skipped_without_magic_dns(lab) {
+        return Ok(());
+    }
     let mut took = Vec::new();
     for from in lab.client_names() {
         for peer in lab.client_names().iter().filter(|p| **p != from) {
-            for name in names(peer) {
+            for name in names(lab, peer) {
                 for resolver in [Resolver::System, Resolver::MagicDns] {
                     took.push((resolver, lookup(lab.host(&from)?, resolver, &name)?.took.as_secs_f64()));
                 }
@@ -90,13 +108,16 @@ fn join_client_4(lab: &Lab) -> Result<(Joined<'_>, String, Duration)> {
     let joined = lab.join("client-4")?;
     let joining = Instant::now();
     let ip = lab.tailnet_ipv4_of_live(joined.name())?;
-    await_everywhere(lab, &format!("client-4.{BASE_DOMAIN}"), Some(&ip), budget::converge())?;
+    await_everywhere(lab, &lab.settings().fqdn("client-4"), Some(&ip), budget::converge())?;
     Ok((joined, ip, joining.elapsed()))
 }
 
 #[test]
 #[serial]
 fn a_node_that_joins_later_resolves_on_all_others_within_30_s() -> Result<()> {
+    if skipped_without_magic_dns(lab()) {
+        return Ok(());
+    }
     let (_joined, _, took) = join_client_4(lab())?;
     Figure::new("P4-join-resolvable", "a late node resolvable on every client, from its joining", took.as_secs_f64(), "s")
         .record();
@@ -108,11 +129,14 @@ fn a_node_that_joins_later_resolves_on_all_others_within_30_s() -> Result<()> {
 #[serial]
 fn a_hostname_change_reaches_all_others() -> Result<()> {
     let lab = lab();
+    if skipped_without_magic_dns(lab) {
+        return Ok(());
+    }
     let (joined, ip, _) = join_client_4(lab)?;
     lab.client(joined.name())?.cli(&["set", "--hostname=client-4-renamed"])?.check()?;
-    let took = await_everywhere(lab, &format!("client-4-renamed.{BASE_DOMAIN}"), Some(&ip), budget::converge())?;
+    let took = await_everywhere(lab, &lab.settings().fqdn("client-4-renamed"), Some(&ip), budget::converge())?;
     Figure::new("P4-rename-resolvable", "a new hostname resolvable on every client", took.as_secs_f64(), "s").record();
-    await_everywhere(lab, &format!("client-4.{BASE_DOMAIN}"), None, budget::converge())?;
+    await_everywhere(lab, &lab.settings().fqdn("client-4"), None, budget::converge())?;
     Ok(())
 }
 
@@ -123,9 +147,49 @@ fn a_hostname_change_reaches_all_others() -> Result<()> {
 #[serial]
 fn a_node_that_was_removed_stops_resolving() -> Result<()> {
     let lab = lab();
+    if skipped_without_magic_dns(lab) {
+        return Ok(());
+    }
     let (joined, _, _) = join_client_4(lab)?;
     lab.headscale().delete_node(joined.name())?;
-    let took = await_everywhere(lab, &format!("client-4.{BASE_DOMAIN}"), None, budget::converge())?;
+    let took = await_everywhere(lab, &lab.settings().fqdn("client-4"), None, budget::converge())?;
     Figure::new("P4-removed-unresolvable", "a removed node gone from every client's DNS", took.as_secs_f64(), "s").record();
+    Ok(())
+}
+
+/// Every `dns.extra_records` entry of the configuration resolves on every client, through the
+/// system resolver and MagicDNS, to its value (A and AAAA records; another type is named, not
+/// passed).
+#[test]
+#[serial]
+fn every_extra_record_resolves_on_every_client_to_its_value() -> Result<()> {
+    let lab = lab();
+    if skipped_without_magic_dns(lab) {
+        return Ok(());
+    }
+    let records = lab.settings().extra_records;
+    if records.is_empty() {
+        skip("the configuration has no dns.extra_records");
+        return Ok(());
+    }
+    for record in &records {
+        let kind = if record.kind.is_empty() { "A" } else { record.kind.as_str() };
+        ensure!(
+            kind == "A" || kind == "AAAA",
+            "dns.extra_records has {} of type {kind}: only A and AAAA records are checked here",
+            record.name
+        );
+        for from in lab.client_names() {
+            for resolver in [Resolver::System, Resolver::MagicDns] {
+                let answer = lookup_as(lab.host(&from)?, resolver, &record.name, kind)?;
+                let want = record.value.parse::<std::net::IpAddr>().map(|a| a.to_string()).unwrap_or(record.value.clone());
+                ensure!(
+                    answer.addresses == [want.clone()],
+                    "{from} resolving the extra record {} ({kind}) via {resolver:?}: expected [{want}], got {answer:?}",
+                    record.name
+                );
+            }
+        }
+    }
     Ok(())
 }

@@ -32,9 +32,19 @@ pub struct Answer {
 
 /// Look `name` up (IPv4) from `host`.
 pub fn lookup(host: &dyn Host, resolver: Resolver, name: &str) -> Result<Answer> {
+    lookup_as(host, resolver, name, "A")
+}
+
+/// Look `name` up from `host` as a record of `kind`: `A` (IPv4) or `AAAA` (IPv6).
+pub fn lookup_as(host: &dyn Host, resolver: Resolver, name: &str, kind: &str) -> Result<Answer> {
+    let database = match kind {
+        "A" => "ahostsv4",
+        "AAAA" => "ahostsv6",
+        other => bail!("a lookup of a {other} record: only A and AAAA are looked up"),
+    };
     match resolver {
         Resolver::System => {
-            let (out, took) = host.run_timed(&["getent", "ahostsv4", name])?;
+            let (out, took) = host.run_timed(&["getent", database, name])?;
             // getent: 0 found, 2 not found; anything else is a failure of the lookup itself.
             let addresses = unique(out.stdout.lines().filter_map(|l| l.split_whitespace().next()));
             match out.code {
@@ -46,14 +56,14 @@ pub fn lookup(host: &dyn Host, resolver: Resolver, name: &str) -> Result<Answer>
             let server = format!("@{MAGICDNS}");
             // +search: a short name gets the host's search domain, as every resolver applies it.
             let time = format!("+time={}", crate::budget::whole_seconds(crate::budget::dns_query()));
-            let argv = ["dig", &server, "+search", &time, "+tries=1", "+noall", "+answer", "+comments", "+stats", name, "A"];
+            let argv = ["dig", &server, "+search", &time, "+tries=1", "+noall", "+answer", "+comments", "+stats", name, kind];
             let (out, around) = host.run_timed(&argv)?;
             let out = out.check()?;
             let took = query_time(&out.stdout).unwrap_or(around);
             let nxdomain = out.stdout.contains("status: NXDOMAIN");
             let addresses = unique(out.stdout.lines().filter(|l| !l.starts_with(';')).filter_map(|l| {
                 let fields: Vec<&str> = l.split_whitespace().collect();
-                (fields.len() >= 5 && fields[3] == "A").then(|| fields[4])
+                (fields.len() >= 5 && fields[3] == kind).then(|| fields[4])
             }));
             Ok(Answer { addresses, nxdomain, took })
         }

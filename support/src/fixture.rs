@@ -53,9 +53,7 @@ pub fn upgrade_lab() -> Option<&'static Lab> {
 pub fn policy_lab() -> (&'static Lab, std::sync::MutexGuard<'static, ()>) {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let build = || {
-        LabOptions::from_env().and_then(LabOptions::under_policy).and_then(Lab::build)
-    };
+    let build = || LabOptions::from_env().and_then(LabOptions::under_policy).and_then(Lab::build);
     let lab = once(build, |lab| {
         if lab.record.policy.is_none() {
             bail!(

@@ -4,6 +4,7 @@ use crate::backend::Host;
 use crate::exec::Output;
 use crate::releases::HeadscaleRelease;
 use crate::spec::{LabSpec, BASE_DOMAIN, USER};
+use crate::userconfig::{self, Effective, UserConfig};
 use crate::{budget, poll};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
@@ -23,6 +24,8 @@ pub struct Headscale<'a> {
     pub release: &'static HeadscaleRelease,
     /// The file-mode ACL policy it runs with, if any (in its state folder).
     pub policy_path: Option<String>,
+    /// The user's own configuration (`MESH_HEADSCALE_CONFIG`), laid over the lab's.
+    pub user_config: Option<&'a UserConfig>,
 }
 
 /// A node as `headscale nodes list -o json` shows it (protobuf JSON: false and empty are omitted).
@@ -79,11 +82,23 @@ impl<'a> Headscale<'a> {
         "/etc/headscale/config.yaml".into()
     }
 
-    /// The configuration: SQLite, a noise key, MagicDNS, the embedded DERP and STUN on the
-    /// server's own address, no public DERP map, no update checks, TLS from the lab's CA.
-    /// JSON is YAML, so it is written as JSON. Keys a release does not have are left out
-    /// (the release table says which): each release is configured with its own keys.
+    /// The configuration headscale runs with: the lab's own ([`Headscale::lab_config`]), or
+    /// the user's laid over it with what the lab owns put back (`userconfig`).
+    /// JSON is YAML, so it is written as JSON.
     pub fn config(&self, spec: &LabSpec) -> serde_json::Value {
+        self.effective(spec).config
+    }
+
+    /// The effective configuration and what of the user's was replaced or not honoured.
+    pub fn effective(&self, spec: &LabSpec) -> Effective {
+        userconfig::apply(&self.lab_config(spec), self.user_config, self.policy_path.is_some())
+    }
+
+    /// The lab's configuration: SQLite, a noise key, MagicDNS, the embedded DERP and STUN on
+    /// the server's own address, no public DERP map, no update checks, TLS from the lab's CA.
+    /// Keys a release does not have are left out (the release table says which): each
+    /// release is configured with its own keys.
+    pub fn lab_config(&self, spec: &LabSpec) -> serde_json::Value {
         let mut config = self.common_config(spec);
         let keys = config.as_object_mut().expect("the configuration is an object");
         if self.release.node_settings {
@@ -110,6 +125,7 @@ impl<'a> Headscale<'a> {
             "grpc_allow_insecure": false,
             "tls_cert_path": format!("{dir}/tls/server.crt"),
             "tls_key_path": format!("{dir}/tls/server.key"),
+            "tls_letsencrypt_hostname": "",
             "noise": { "private_key_path": format!("{dir}/noise_private.key") },
             "prefixes": { "v4": "100.64.0.0/10", "v6": "fd7a:115c:a1e0::/48", "allocation": "sequential" },
             "derp": {

@@ -37,6 +37,8 @@ pub struct LabOptions {
     /// The ACL policy the server runs with and the user or tag of each client (P7's lab);
     /// `None`: no policy, every client the lab's one user (everyone reaches everyone).
     pub policy: Option<crate::policy::PolicySetup>,
+    /// The user's headscale configuration (`MESH_HEADSCALE_CONFIG`), laid over the lab's.
+    pub headscale_config: Option<crate::userconfig::UserConfig>,
     /// Another process whose exit removes the lab (`mesh up --until-exit-of`: a test runner
     /// such as nextest); its services are detached from this one. `None`: this process.
     pub owner: Option<ProcessId>,
@@ -54,6 +56,7 @@ impl LabOptions {
             images: crate::images::ImagesKind::from_env()?.0,
             server_from: None,
             policy: None,
+            headscale_config: crate::userconfig::UserConfig::from_env()?,
             owner: None,
         };
         options.check_client_versions()?;
@@ -143,6 +146,10 @@ impl Lab {
             // A policy headscale rejects stops the build before anything of a lab exists.
             crate::policy::precheck(setup, &tools.headscale, release, &tools.versions.headscale)?;
         }
+        if let Some(user) = &options.headscale_config {
+            // A configuration headscale refuses stops the build before anything of a lab exists.
+            crate::userconfig::precheck(user, &tools.headscale, &tools.versions.headscale)?;
+        }
         // The lab starts once its programs are there: a first build of a release (minutes) is
         // not part of the lab's time to converge.
         let started = Instant::now();
@@ -167,6 +174,7 @@ impl Lab {
             lifetime: options.lifetime,
             spec: options.spec,
             policy: options.policy,
+            headscale_config: options.headscale_config,
             tools,
             tailnet_ips: BTreeMap::new(),
             timings: Timings::default(),
@@ -279,6 +287,20 @@ impl Lab {
                 setup.name(),
                 setup.nodes.iter().map(|(c, o)| format!("{c}={o}")).collect::<Vec<_>>().join(", ")
             );
+        }
+        let effective = headscale.effective(spec);
+        if let Some(path) = &effective.path {
+            say!(
+                "headscale runs with {path}, {} of its settings replaced by the lab's{}",
+                effective.replacements.len(),
+                if effective.replacements.is_empty() { "" } else { ":" }
+            );
+            for r in &effective.replacements {
+                say!("  {r}");
+            }
+            for line in &effective.unhonoured {
+                say!("  not honoured: {line}");
+            }
         }
         headscale.start(spec, &pki.server_cert_pem, &pki.server_key_pem)?;
         let user = headscale.create_user(USER)?;
@@ -469,7 +491,23 @@ impl Lab {
         };
         let host = self.host(&server).expect("the server is a host");
         let policy_path = self.record.policy.as_ref().map(|_| format!("{}/{}", host.state_dir(), crate::policy::FILE));
-        Headscale { host, program: self.program(path), release, policy_path }
+        Headscale { host, program: self.program(path), release, policy_path, user_config: self.record.headscale_config.as_ref() }
+    }
+
+    /// What the scenarios depend on (base domain, prefixes, MagicDNS, extra records,
+    /// nameservers), as the configuration headscale runs with says.
+    pub fn settings(&self) -> crate::userconfig::Settings {
+        crate::userconfig::Settings::of(&self.headscale().config(&self.record.spec))
+    }
+
+    /// The configuration headscale runs with, and what of the user's was replaced.
+    pub fn effective_config(&self) -> crate::userconfig::Effective {
+        self.headscale().effective(&self.record.spec)
+    }
+
+    /// Why a MagicDNS name check does not apply to this lab, if it does not.
+    pub fn magic_dns_off(&self) -> Option<String> {
+        self.settings().magic_dns_off(self.record.headscale_config.as_ref().map(|c| c.path.as_str()))
     }
 
     /// The server's older headscale has been replaced by the run's: from now on

@@ -43,6 +43,7 @@ pub mod spec;
 pub mod tailscale;
 pub mod tools;
 pub mod upgrade;
+pub mod userconfig;
 pub mod version;
 pub mod web;
 

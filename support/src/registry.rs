@@ -35,6 +35,9 @@ pub struct LabRecord {
     /// The ACL policy the lab runs with and each client's user or tag (P7's lab).
     #[serde(default)]
     pub policy: Option<crate::policy::PolicySetup>,
+    /// The user's headscale configuration (`MESH_HEADSCALE_CONFIG`) the lab runs with.
+    #[serde(default)]
+    pub headscale_config: Option<crate::userconfig::UserConfig>,
     /// What the backend built (its namespaces, or VMs and networks): flattened, so `lab.json`
     /// has a `netns` or a `libvirt` key.
     #[serde(flatten)]

@@ -223,6 +223,10 @@ pub struct Report {
     pub figures: Vec<Figure>,
     /// Where logs and outputs of this run stay.
     pub artifacts: String,
+    /// The user's headscale configuration (`MESH_HEADSCALE_CONFIG`), if one was given: its
+    /// path, every key the lab replaced (theirs → the lab's) and what it could not honour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headscale_config: Option<crate::userconfig::Effective>,
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ fn mesh(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("MESH_CLIENT_VERSIONS")
         .env_remove("MESH_UPGRADE_FROM")
         .env_remove("MESH_POLICY")
-        .env_remove("MESH_NODES");
+        .env_remove("MESH_NODES")
+        .env_remove("MESH_HEADSCALE_CONFIG");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -387,4 +388,50 @@ fn a_policy_headscale_rejects_stops_the_run_before_any_lab_exists() {
     );
     let out = mesh(&["check"], &[("MESH_POLICY", tests.path()), ("MESH_NODES", "client-1=alice,client-2=bob,client-3=bob")]);
     assert_refused(&out, &["rejects", "test protocol must be tcp, udp, sctp, or empty"], &before);
+}
+
+/// The user's headscale configuration (`MESH_HEADSCALE_CONFIG`, `--headscale-config`): a file
+/// that cannot be read, is not YAML, gives prefixes that are not IP prefixes, or asks for
+/// PostgreSQL is one line naming the file, the cause and the fix, before anything is built.
+#[test]
+fn an_unreadable_or_invalid_headscale_config_is_refused_naming_the_file_and_the_fix() {
+    let before = our_namespaces();
+    let out = mesh(&["check"], &[("MESH_HEADSCALE_CONFIG", "/nonexistent/config.yaml")]);
+    assert_refused(&out, &["MESH_HEADSCALE_CONFIG=/nonexistent/config.yaml cannot be read", "No such file"], &before);
+    let broken = PolicyFile::new("config-broken", "server_url: https://hs.example.com\ndns:\n  base_domain: [unclosed\n");
+    let out = mesh(&["up", "--headscale-config", broken.path()], &[]);
+    assert_refused(&out, &[broken.path(), "is not a YAML (or JSON) headscale configuration", "line 3"], &before);
+    let list = PolicyFile::new("config-list", "- server_url\n");
+    let out = mesh(&["bench", "--headscale-config", list.path()], &[]);
+    assert_refused(&out, &["its top level is not a mapping"], &before);
+    let prefixes = PolicyFile::new("config-prefixes", "prefixes:\n  v4: 100.80.0.0/16\n  v6: fd7a:115c:a1e0:80::/200\n");
+    let out = mesh(&["check", "--headscale-config", prefixes.path()], &[]);
+    assert_refused(&out, &["prefixes.v6 is \"fd7a:115c:a1e0:80::/200\", which is not an IPv6 prefix"], &before);
+    let postgres = PolicyFile::new(
+        "config-postgres",
+        "database:\n  type: postgres\n  postgres: { host: db.example.com, port: 5432, name: headscale, user: headscale }\n",
+    );
+    let out = mesh(&["check"], &[("MESH_HEADSCALE_CONFIG", postgres.path())]);
+    assert_refused(
+        &out,
+        &["database.type is \"postgres\"", "SQLite", "set database.type to sqlite, or leave database out"],
+        &before,
+    );
+    let out = mesh(&["tools", "--headscale-config", postgres.path()], &[]);
+    assert_refused(&out, &["database.type is \"postgres\""], &before);
+}
+
+/// A configuration of the user's that headscale itself refuses (here 0.29's removed
+/// `randomize_client_port`) stops the run before any lab exists, with headscale's own words.
+#[test]
+fn a_headscale_config_headscale_refuses_stops_the_run_before_any_lab_exists() {
+    let before = our_namespaces();
+    let old = PolicyFile::new("config-old-key", "prefixes: { v4: 100.80.0.0/16 }\nrandomize_client_port: true\n");
+    let started = Instant::now();
+    let out = mesh(&["check"], &[("MESH_HEADSCALE_CONFIG", old.path())]);
+    assert_refused(&out, &["headscale 0.29.3 refuses", old.path(), "randomize_client_port", "has been removed"], &before);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("cargo test --no-run"), "it built the scenario tests first");
+    assert!(started.elapsed() < Duration::from_secs(30), "it took {:?}", started.elapsed());
+    let out = mesh(&["up", "--headscale-config", old.path()], &[]);
+    assert_refused(&out, &["refuses", "randomize_client_port"], &before);
 }

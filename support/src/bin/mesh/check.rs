@@ -24,6 +24,9 @@ pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
     let policy = options.policy_from_env()?;
     let tools = meshlab::tools::Tools::resolve()?;
     meshlab::policy::precheck(&policy, &tools.headscale, tools.versions.headscale_release()?, &tools.versions.headscale)?;
+    if let Some(user) = &options.headscale_config {
+        meshlab::userconfig::precheck(user, &tools.headscale, &tools.versions.headscale)?;
+    }
     let binaries = runner::build_test_binaries()?;
     let lab = Lab::build(options.clone())?;
     let outcome = run_all(&lab, &options, &binaries)?;
@@ -146,6 +149,7 @@ pub fn report(lab: &Lab, outcome: &RunOutcome, started: Instant) -> Report {
         criteria: read_criteria(&r.dir.join("criteria.jsonl")),
         figures: read_figures(&r.dir.join("criteria.jsonl")),
         artifacts: r.dir.display().to_string(),
+        headscale_config: r.headscale_config.is_some().then(|| lab.effective_config()),
     }
 }
 
@@ -173,6 +177,16 @@ fn print_summary(report: &Report) {
         let mut rows = vec![vec!["figure".to_string(), "what".into(), "measured".into()]];
         rows.extend(report.figures.iter().map(|f| vec![f.id.clone(), f.name.clone(), format!("{:.3} {}", f.measured, f.unit)]));
         println!("{}", table::render(&rows));
+    }
+    if let Some(config) = &report.headscale_config {
+        let path = config.path.as_deref().unwrap_or_default();
+        println!("headscale configuration {path}: {} settings replaced by the lab's", config.replacements.len());
+        for r in &config.replacements {
+            println!("  {r}");
+        }
+        for line in &config.unhonoured {
+            println!("  not honoured: {line}");
+        }
     }
     for s in report.scenarios.iter().filter(|s| s.status == Status::Skipped) {
         println!("skipped: {} — {}", s.name, s.reason.as_deref().unwrap_or("no reason given"));

@@ -132,6 +132,10 @@ struct LabArgs {
     /// client-1=alice,client-2=bob,client-3=tag:server. Overrides MESH_NODES.
     #[arg(long, value_name = "LIST")]
     nodes: Option<String>,
+    /// Your headscale config.yaml (or JSON): every setting of yours is kept but what the lab
+    /// must own, each replacement printed and reported. Overrides MESH_HEADSCALE_CONFIG.
+    #[arg(long, value_name = "PATH")]
+    headscale_config: Option<String>,
 }
 
 impl LabArgs {
@@ -145,9 +149,20 @@ impl LabArgs {
             ("MESH_TAILSCALE_VERSION", &self.tailscale_version),
             ("MESH_POLICY", &self.policy),
             ("MESH_NODES", &self.nodes),
+            (meshlab::userconfig::VAR, &self.headscale_config),
         ] {
             if let Some(v) = value {
                 std::env::set_var(var, v);
+            }
+        }
+        // The scenario processes run elsewhere (cargo test runs them in the package's folder):
+        // a relative path of the user's is made absolute here, where it was meant.
+        if let Some(path) = std::env::var_os(meshlab::userconfig::VAR).filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(path);
+            if path.is_relative() {
+                if let Ok(cwd) = std::env::current_dir() {
+                    std::env::set_var(meshlab::userconfig::VAR, cwd.join(path));
+                }
             }
         }
     }
