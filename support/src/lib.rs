@@ -72,7 +72,8 @@ mod layering {
                         let text = std::fs::read_to_string(&path).unwrap();
                         // Code only: its unit tests and comments (a doc link is no import) left out.
                         let code = text.split("#[cfg(test)]").next().unwrap();
-                        let text: String = code.lines().filter(|l| !l.trim_start().starts_with("//")).map(|l| format!("{l}\n")).collect();
+                        let text: String =
+                            code.lines().filter(|l| !l.trim_start().starts_with("//")).map(|l| format!("{l}\n")).collect();
                         out.insert(name.join("::"), text);
                     }
                 }

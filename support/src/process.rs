@@ -231,14 +231,21 @@ mod tests {
     fn logging(script: &str, name: &str) -> (Child, ProcessId, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!("meshlab-test-{}-{name}.log", std::process::id()));
         let log = std::fs::File::create(&path).unwrap();
-        let child = Command::new("sh").args(["-c", script]).stdout(log).spawn().unwrap();
+        // Nothing of the test's own stdio goes to it: nextest would call the test leaky.
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let id = ProcessId::of(child.id()).unwrap();
         (child, id, path)
     }
 
     #[test]
     fn a_log_line_saying_ready_ends_the_wait_and_an_exit_ends_it_at_once_with_the_log() {
-        let (mut child, id, log) = logging("echo starting; sleep 0.3; echo ready; sleep 30", "ready");
+        let (mut child, id, log) = logging("echo starting; sleep 0.3; echo ready; exec sleep 30", "ready");
         let ready = until_logged("sh ready", &id, &log, Duration::from_secs(10), |l| l == "ready");
         id.terminate(Duration::from_secs(2));
         let _ = child.wait();
