@@ -125,6 +125,6 @@ fn a_failed_vm_build_is_tried_once_and_leaves_no_vm_network_or_qemu() {
     assert_one_build_one_error_nothing_left(&[vm, ("MESH_TIME_SCALE", "0.1")], &["VMs did not answer SSH"]);
     assert_one_build_one_error_nothing_left(
         &[vm, ("MESH_INJECT_PANIC", "vm-boot")],
-        &["its SSH wait panicked: MESH_INJECT_PANIC=vm-boot"],
+        &["its SSH wait thread panicked: MESH_INJECT_PANIC=vm-boot"],
     );
 }
