@@ -39,6 +39,15 @@ fn builtin(lab: &Lab) -> Option<&PolicySetup> {
     Some(setup)
 }
 
+/// Every probe the built-in policy allows, tried (each within the ping budget), with its attempt.
+fn allowed_attempts(lab: &Lab) -> Result<Vec<(policy::Expectation, policy::Attempt)>> {
+    policy::builtin_expectations()
+        .into_iter()
+        .filter(|e| e.allowed)
+        .map(|e| Ok((e, live::connects(lab, e.from, e.to, e.proto)?)))
+        .collect()
+}
+
 fn service_ports() -> BTreeSet<u16> {
     [policy::SERVICE_PORT, policy::OTHER_PORT].into()
 }
@@ -50,8 +59,7 @@ fn allowed_pairs_connect_on_the_allowed_port_and_by_icmp() -> Result<()> {
         return Ok(());
     }
     let _sinks = live::sinks(lab, &service_ports())?;
-    for e in policy::builtin_expectations().into_iter().filter(|e| e.allowed) {
-        let a = live::connects(lab, e.from, e.to, e.proto)?;
+    for (e, a) in allowed_attempts(lab)? {
         ensure!(
             a.connected,
             "the policy allows {} → {} by {}, and it did not connect within {:?}: {}",
@@ -74,8 +82,7 @@ fn denied_pairs_do_not_connect_in_either_direction() -> Result<()> {
     }
     let _sinks = live::sinks(lab, &service_ports())?;
     // The denials mean something only where the path works: the allowed probes first.
-    for e in policy::builtin_expectations().into_iter().filter(|e| e.allowed) {
-        let a = live::connects(lab, e.from, e.to, e.proto)?;
+    for (e, a) in allowed_attempts(lab)? {
         ensure!(
             a.connected,
             "the allowed {} → {} by {} did not connect, so no denial could be told apart: {}",

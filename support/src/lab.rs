@@ -356,8 +356,7 @@ impl Lab {
     fn make_network(&mut self) -> Result<Duration> {
         let record = &mut self.record;
         let files = etc_files(&record.spec);
-        let (spec, dir, tools, lifetime) = (record.spec.clone(), record.dir.clone(), record.tools.clone(), record.lifetime);
-        let created = record.built.get_mut()?.create(&spec, &dir, &tools, &files, lifetime);
+        let created = record.built.get_mut()?.create(&record.spec, &record.dir, &record.tools, &files, record.lifetime);
         // The record learns what the backend made (a VM's acceleration, where its programs
         // are) even when something failed, so that the report and teardown know it.
         record.save()?;
@@ -384,14 +383,7 @@ impl Lab {
         }
         let clients = self.client_names();
         poll::until("every client online and reaching every other", budget, || {
-            let nodes = self.headscale().nodes()?;
-            for name in &clients {
-                match nodes.iter().find(|n| &n.given_name == name) {
-                    Some(n) if n.online => {}
-                    Some(_) => bail!("headscale lists {name} as offline"),
-                    None => bail!("headscale does not list {name}"),
-                }
-            }
+            self.headscale_lists_online(&clients)?;
             // Each client's view at once: on VMs every command is an SSH round trip.
             crate::fanout::all("convergence probe", &clients, |name| {
                 let status = self.client(name)?.status()?;
@@ -414,20 +406,26 @@ impl Lab {
         })
     }
 
+    /// headscale lists every one of `clients`, and online: one observation of a wait.
+    fn headscale_lists_online(&self, clients: &[String]) -> Result<()> {
+        let nodes = self.headscale().nodes()?;
+        for name in clients {
+            match nodes.iter().find(|n| &n.given_name == name) {
+                Some(n) if n.online => {}
+                Some(_) => bail!("headscale lists {name} as offline"),
+                None => bail!("headscale does not list {name}"),
+            }
+        }
+        Ok(())
+    }
+
     /// With a policy, who reaches whom is the policy's to say (P7 checks it): the mesh is up
     /// when headscale lists every client online and every peer a client is sent (the policy
     /// hides the others) is online there with its home DERP known.
     fn await_policy_mesh(&self, budget: Duration) -> Result<()> {
         let clients = self.client_names();
         poll::until("every client online, and every peer the policy lets it see online to it", budget, || {
-            let nodes = self.headscale().nodes()?;
-            for name in &clients {
-                match nodes.iter().find(|n| &n.given_name == name) {
-                    Some(n) if n.online => {}
-                    Some(_) => bail!("headscale lists {name} as offline"),
-                    None => bail!("headscale does not list {name}"),
-                }
-            }
+            self.headscale_lists_online(&clients)?;
             crate::fanout::all("convergence probe", &clients, |name| {
                 let status = self.client(name)?.status()?;
                 for peer in status.peers() {
