@@ -49,7 +49,7 @@ fn the_mesh_outlives_its_control_server_and_reconnects_when_it_returns() -> Resu
     Figure::new("P5-without-control", "mesh kept working with the control server down", down.elapsed().as_secs_f64(), "s")
         .record();
 
-    // headscale comes back from its SQLite state; every client is online again.
+    // headscale comes back from its database (SQLite, or the lab's PostgreSQL); every client is online again.
     restart.done();
     headscale.start_service()?;
     headscale.await_ready(&lab.record.spec)?;

@@ -1,8 +1,8 @@
 //! P6 — the upgrade path. The server runs headscale N-1 (`MESH_UPGRADE_FROM`, 0.27.1 by
 //! default) and the clients register and talk; then it is upgraded in place to the run's
-//! headscale N, on the same SQLite database and keys with N's configuration keys. Every node
-//! keeps its id, name and addresses, no client gets a new key, and the mesh is whole again
-//! within SC-005's 30 s. `cargo mesh check` gives it a lab of its own.
+//! headscale N, on the same database (SQLite, or the lab's PostgreSQL) and keys with N's
+//! configuration keys. Every node keeps its id, name and addresses, no client gets a new
+//! key, and the mesh is whole again within SC-005's 30 s. `cargo mesh check` gives it a lab of its own.
 
 use anyhow::{ensure, Result};
 use meshlab::criteria::SC005;

@@ -66,6 +66,11 @@ const VM_BOOT_HEADROOM: f64 = 3.0;
 pub fn headscale_ready() -> Duration {
     scaled(30.0)
 }
+/// PostgreSQL (`MESH_DATABASE=postgres`) from its start to accepting connections: under a
+/// second measured here, after an initdb of about two.
+pub fn database_ready() -> Duration {
+    scaled(30.0)
+}
 /// tailscaled from start to answering on its socket.
 pub fn tailscaled_ready() -> Duration {
     scaled(20.0)

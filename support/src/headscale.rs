@@ -1,6 +1,7 @@
 //! The control server under test: its generated configuration, its service, and its CLI.
 
 use crate::backend::Host;
+use crate::database::Database;
 use crate::exec::Output;
 use crate::releases::HeadscaleRelease;
 use crate::spec::{LabSpec, BASE_DOMAIN, USER};
@@ -26,6 +27,8 @@ pub struct Headscale<'a> {
     pub policy_path: Option<String>,
     /// The user's own configuration (`MESH_HEADSCALE_CONFIG`), laid over the lab's.
     pub user_config: Option<&'a UserConfig>,
+    /// The database it keeps its state in.
+    pub database: Database,
 }
 
 /// A node as `headscale nodes list -o json` shows it (protobuf JSON: false and empty are omitted).
@@ -94,7 +97,7 @@ impl<'a> Headscale<'a> {
         userconfig::apply(&self.lab_config(spec), self.user_config, self.policy_path.is_some())
     }
 
-    /// The lab's configuration: SQLite, a noise key, MagicDNS, the embedded DERP and STUN on
+    /// The lab's configuration: its database (SQLite, or the lab's PostgreSQL), a noise key, MagicDNS, the embedded DERP and STUN on
     /// the server's own address, no public DERP map, no update checks, TLS from the lab's CA.
     /// Keys a release does not have are left out (the release table says which): each
     /// release is configured with its own keys.
@@ -148,10 +151,7 @@ impl<'a> Headscale<'a> {
                 "update_frequency": "24h"
             },
             "disable_check_updates": true,
-            "database": {
-                "type": "sqlite",
-                "sqlite": { "path": format!("{dir}/db.sqlite"), "write_ahead_log": true }
-            },
+            "database": self.database.config(&dir),
             "log": { "level": "info", "format": "text" },
             "policy": { "mode": "file", "path": self.policy_path.clone().unwrap_or_default() },
             "dns": {

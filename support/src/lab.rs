@@ -39,6 +39,8 @@ pub struct LabOptions {
     pub policy: Option<crate::policy::PolicySetup>,
     /// The user's headscale configuration (`MESH_HEADSCALE_CONFIG`), laid over the lab's.
     pub headscale_config: Option<crate::userconfig::UserConfig>,
+    /// The database headscale runs on (`MESH_DATABASE`, or the user's configuration's).
+    pub database: crate::database::Database,
     /// Another process whose exit removes the lab (`mesh up --until-exit-of`: a test runner
     /// such as nextest); its services are detached from this one. `None`: this process.
     pub owner: Option<ProcessId>,
@@ -49,6 +51,7 @@ impl LabOptions {
     pub fn from_env() -> Result<LabOptions> {
         crate::settings::validate()?;
         crate::budget::soak()?;
+        let headscale_config = crate::userconfig::UserConfig::from_env()?;
         let options = LabOptions {
             backend: BackendKind::from_env()?,
             spec: LabSpec::from_env()?,
@@ -56,10 +59,12 @@ impl LabOptions {
             images: crate::images::ImagesKind::from_env()?.0,
             server_from: None,
             policy: None,
-            headscale_config: crate::userconfig::UserConfig::from_env()?,
+            database: crate::database::Database::chosen(headscale_config.as_ref())?,
+            headscale_config,
             owner: None,
         };
         options.check_client_versions()?;
+        options.check_database()?;
         crate::upgrade::Plan::from_env(options.backend)?;
         // A bad MESH_POLICY or MESH_NODES is refused by every command before anything is built,
         // whether or not this lab runs with the policy.
@@ -88,6 +93,19 @@ impl LabOptions {
     /// `MESH_POLICY` or `MESH_NODES` is set: the user asks for a lab with a policy.
     pub fn policy_asked() -> bool {
         [crate::policy::POLICY_VAR, crate::policy::NODES_VAR].iter().any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
+    }
+
+    /// PostgreSQL runs inside a host of the netns backend, whose files are this machine's; a
+    /// VM image carries no PostgreSQL server.
+    fn check_database(&self) -> Result<()> {
+        if self.database == crate::database::Database::Postgres && self.backend != BackendKind::Netns {
+            bail!(
+                "{}=postgres runs on the netns backend only: the VM image carries no PostgreSQL server; unset it (or set \
+                 database.type: sqlite), or use MESH_BACKEND=netns",
+                crate::database::VAR
+            );
+        }
+        Ok(())
     }
 
     /// `MESH_CLIENT_VERSIONS` names clients of this lab, on a backend whose clients can each
@@ -150,6 +168,11 @@ impl Lab {
             // A configuration headscale refuses stops the build before anything of a lab exists.
             crate::userconfig::precheck(user, &tools.headscale, &tools.versions.headscale)?;
         }
+        // So does a database the lab cannot run.
+        let database_server = match options.database {
+            crate::database::Database::Postgres => Some(crate::database::Programs::ensure()?.version),
+            crate::database::Database::Sqlite => None,
+        };
         // The lab starts once its programs are there: a first build of a release (minutes) is
         // not part of the lab's time to converge.
         let started = Instant::now();
@@ -158,9 +181,10 @@ impl Lab {
         seam::before_build(options.backend, &registry::indexed().iter().map(|r| r.run_id.clone()).collect::<Vec<_>>())?;
         let (run_id, dir) = registry::claim_run_id()?;
         say!(
-            "building lab {run_id} on the {} backend (headscale {}{}, {}); its files: {}",
+            "building lab {run_id} on the {} backend (headscale {}{}{}, {}); its files: {}",
             options.backend.name(),
             tools.versions.headscale,
+            database_server.map(|v| format!(" on {v}")).unwrap_or_default(),
             tools.versions.upgraded_from.as_ref().map(|v| format!(", the server starting at {v}")).unwrap_or_default(),
             tools.versions.describe_tailscale(),
             dir.display()
@@ -175,6 +199,7 @@ impl Lab {
             spec: options.spec,
             policy: options.policy,
             headscale_config: options.headscale_config,
+            database: options.database,
             tools,
             tailnet_ips: BTreeMap::new(),
             timings: Timings::default(),
@@ -301,6 +326,10 @@ impl Lab {
             for line in &effective.unhonoured {
                 say!("  not honoured: {line}");
             }
+        }
+        if record.database == crate::database::Database::Postgres {
+            let programs = crate::database::Programs::ensure()?;
+            crate::database::Server { host: headscale.host, programs: &programs }.start()?;
         }
         headscale.start(spec, &pki.server_cert_pem, &pki.server_key_pem)?;
         let user = headscale.create_user(USER)?;
@@ -489,7 +518,25 @@ impl Lab {
         };
         let host = self.host(&server).expect("the server is a host");
         let policy_path = self.record.policy.as_ref().map(|_| format!("{}/{}", host.state_dir(), crate::policy::FILE));
-        Headscale { host, program: self.program(path), release, policy_path, user_config: self.record.headscale_config.as_ref() }
+        Headscale {
+            host,
+            program: self.program(path),
+            release,
+            policy_path,
+            user_config: self.record.headscale_config.as_ref(),
+            database: self.record.database,
+        }
+    }
+
+    /// The database headscale runs on, with its server's version where it has one.
+    pub fn database_description(&self) -> String {
+        match self.record.database {
+            crate::database::Database::Postgres => match crate::database::Programs::ensure() {
+                Ok(programs) => programs.version,
+                Err(_) => self.record.database.title().into(),
+            },
+            crate::database::Database::Sqlite => self.record.database.title().into(),
+        }
     }
 
     /// What the scenarios depend on (base domain, prefixes, MagicDNS, extra records,

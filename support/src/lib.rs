@@ -17,6 +17,7 @@ pub mod backend;
 pub mod budget;
 pub mod combos;
 pub mod criteria;
+pub mod database;
 pub mod dns;
 pub mod exec;
 pub mod fanout;

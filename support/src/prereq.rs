@@ -167,7 +167,8 @@ pub fn tun_problem() -> Option<String> {
     }
 }
 
-fn install(packages: &[&str]) -> Result<()> {
+/// Install Debian packages with apt-get, no service of theirs started (root only).
+pub fn install(packages: &[&str]) -> Result<()> {
     let command = format!("apt-get install -y --no-install-recommends {}", packages.join(" "));
     if !have("apt-get") {
         bail!("missing system packages {}: install them with your package manager (on Debian: `{command}`)", packages.join(", "));

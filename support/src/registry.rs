@@ -38,6 +38,9 @@ pub struct LabRecord {
     /// The user's headscale configuration (`MESH_HEADSCALE_CONFIG`) the lab runs with.
     #[serde(default)]
     pub headscale_config: Option<crate::userconfig::UserConfig>,
+    /// The database headscale runs on.
+    #[serde(default)]
+    pub database: crate::database::Database,
     /// What the backend built (its namespaces, or VMs and networks): flattened, so `lab.json`
     /// has a `netns` or a `libvirt` key.
     #[serde(flatten)]

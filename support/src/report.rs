@@ -213,6 +213,9 @@ pub struct Report {
     /// The systems under test, as they report their own versions (and each client that runs
     /// a release of its own, `clients`).
     pub versions: crate::tools::Versions,
+    /// The database headscale ran on: `SQLite`, or the lab's server (`PostgreSQL 15.18 …`).
+    #[serde(default)]
+    pub database: String,
     pub passed: bool,
     pub seconds: f64,
     pub timings: crate::registry::Timings,

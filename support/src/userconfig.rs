@@ -69,6 +69,12 @@ pub const OWNED: &[&str] = &[
     "noise.private_key_path",
     "database.type",
     "database.sqlite.path",
+    "database.postgres.host",
+    "database.postgres.port",
+    "database.postgres.name",
+    "database.postgres.user",
+    "database.postgres.pass",
+    "database.postgres.ssl",
     "derp.server.enabled",
     "derp.server.stun_listen_addr",
     "derp.server.private_key_path",
@@ -83,6 +89,10 @@ pub const OWNED: &[&str] = &[
     "logtail.enabled",
     "dns.nameservers.global",
 ];
+
+/// Owned keys whose values are never printed (nor written into the report).
+const SECRET: &[&str] = &["database.postgres.pass"];
+const HIDDEN: &str = "(hidden)";
 
 impl UserConfig {
     /// `MESH_HEADSCALE_CONFIG`, read and checked; `None` when unset or empty.
@@ -113,18 +123,20 @@ impl UserConfig {
         Ok(config)
     }
 
+    /// `database.type` as their file gives it, if it does.
+    pub fn database_type(&self) -> Option<&str> {
+        get(&self.settings, "database.type").and_then(Value::as_str)
+    }
+
     fn check(&self) -> Result<()> {
         let path = &self.path;
         let s = &self.settings;
         if let Some(kind) = get(s, "database.type").and_then(Value::as_str) {
-            match kind {
-                "sqlite" | "sqlite3" => {}
-                "postgres" | "postgresql" => bail!(
-                    "{VAR}={path}: database.type is {kind:?}, and the lab runs headscale on SQLite for now (a PostgreSQL \
-                     server in the lab is not built yet): set database.type to sqlite, or leave database out, to run \
-                     your other settings"
-                ),
-                other => bail!("{VAR}={path}: database.type is {other:?}, which headscale does not know: use sqlite"),
+            if !matches!(kind, "sqlite" | "sqlite3" | "postgres") {
+                bail!(
+                    "{VAR}={path}: database.type is {kind:?}, which headscale does not know: use sqlite, or postgres \
+                     (the lab then runs a PostgreSQL server of its own)"
+                );
             }
         }
         for (key, v6) in [("prefixes.v4", false), ("prefixes.v6", true)] {
@@ -254,7 +266,9 @@ pub fn apply(lab: &Value, user: Option<&UserConfig>, policy_owned: bool) -> Effe
         let Some(ours) = get(lab, key).cloned() else { continue };
         if let Some(value) = get(theirs, key).filter(|v| !v.is_null()) {
             if *value != ours && !(is_empty(value) && is_empty(&ours)) {
-                replacements.push(Replacement { key: key.into(), theirs: show(value), lab: show(&ours) });
+                let (theirs, lab) =
+                    if SECRET.contains(&key) { (HIDDEN.into(), HIDDEN.into()) } else { (show(value), show(&ours)) };
+                replacements.push(Replacement { key: key.into(), theirs, lab });
             }
         }
         set(&mut config, key, ours);
@@ -584,6 +598,24 @@ mod tests {
     }
 
     #[test]
+    fn their_postgres_server_is_replaced_by_the_labs_and_its_password_never_shown() {
+        let user = theirs("database: { type: postgres, postgres: { host: db.internal, port: 5433, name: hs, user: hs, pass: s3cret, max_open_conns: 25 } }");
+        let lab_pg = {
+            let mut c = lab();
+            c["database"] = crate::database::Database::Postgres.config("/lab");
+            c
+        };
+        let e = apply(&lab_pg, Some(&user), false);
+        assert_eq!(e.config["database"]["postgres"]["host"], crate::database::HOST);
+        assert_eq!(e.config["database"]["postgres"]["max_open_conns"], 25, "theirs kept");
+        let pass = e.replacements.iter().find(|r| r.key == "database.postgres.pass").expect("the password is replaced");
+        assert_eq!((pass.theirs.as_str(), pass.lab.as_str()), (HIDDEN, HIDDEN));
+        let shown = serde_json::to_string(&e).unwrap() + &e.replacements.iter().map(|r| r.to_string()).collect::<String>();
+        assert!(!shown.contains("s3cret") && !shown.contains("mesh-lab-only"), "{shown}");
+        assert!(e.replacements.iter().any(|r| r.key == "database.postgres.host" && r.theirs == "db.internal"));
+    }
+
+    #[test]
     fn bad_configurations_are_refused_with_the_fix() {
         for (yaml, says) in [
             ("server_url: [unclosed", "is not a YAML (or JSON) headscale configuration"),
@@ -591,7 +623,7 @@ mod tests {
             ("prefixes: { v4: 100.64.0.0/33 }", "prefixes.v4 is \"100.64.0.0/33\", which is not an IPv4 prefix"),
             ("prefixes: { v6: banana }", "prefixes.v6 is \"banana\", which is not an IPv6 prefix"),
             ("prefixes: { v4: 100.80.0.1/16 }", "its network address"),
-            ("database: { type: postgres, postgres: { host: db } }", "database.type is \"postgres\""),
+            ("database: { type: mysql }", "database.type is \"mysql\", which headscale does not know"),
             ("dns: { base_domain: lab.test }", "contains the lab's server name"),
         ] {
             let err = UserConfig::parse("mine.yaml", yaml).unwrap_err().to_string();

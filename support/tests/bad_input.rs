@@ -18,7 +18,8 @@ fn mesh(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("MESH_UPGRADE_FROM")
         .env_remove("MESH_POLICY")
         .env_remove("MESH_NODES")
-        .env_remove("MESH_HEADSCALE_CONFIG");
+        .env_remove("MESH_HEADSCALE_CONFIG")
+        .env_remove("MESH_DATABASE");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -285,6 +286,7 @@ fn bad_tuning_values_are_refused_naming_what_they_take() {
         ("MESH_IMAGES", "ubuntu", "debian, nix"),
         ("MESH_ACCEL", "kvm-please", "tcg"),
         ("MESH_LIBVIRT_URI", "localhost", "qemu:///system"),
+        ("MESH_DATABASE", "mysql", "sqlite, postgres"),
     ] {
         let out = mesh(&["up"], &[(var, value)]);
         assert_refused(&out, &[var, value, says], &before);
@@ -391,8 +393,9 @@ fn a_policy_headscale_rejects_stops_the_run_before_any_lab_exists() {
 }
 
 /// The user's headscale configuration (`MESH_HEADSCALE_CONFIG`, `--headscale-config`): a file
-/// that cannot be read, is not YAML, gives prefixes that are not IP prefixes, or asks for
-/// PostgreSQL is one line naming the file, the cause and the fix, before anything is built.
+/// that cannot be read, is not YAML, gives prefixes that are not IP prefixes, or names
+/// a database headscale does not know is one line naming the file, the cause and the fix,
+/// before anything is built.
 #[test]
 fn an_unreadable_or_invalid_headscale_config_is_refused_naming_the_file_and_the_fix() {
     let before = our_namespaces();
@@ -407,18 +410,24 @@ fn an_unreadable_or_invalid_headscale_config_is_refused_naming_the_file_and_the_
     let prefixes = PolicyFile::new("config-prefixes", "prefixes:\n  v4: 100.80.0.0/16\n  v6: fd7a:115c:a1e0:80::/200\n");
     let out = mesh(&["check", "--headscale-config", prefixes.path()], &[]);
     assert_refused(&out, &["prefixes.v6 is \"fd7a:115c:a1e0:80::/200\", which is not an IPv6 prefix"], &before);
-    let postgres = PolicyFile::new(
-        "config-postgres",
-        "database:\n  type: postgres\n  postgres: { host: db.example.com, port: 5432, name: headscale, user: headscale }\n",
-    );
-    let out = mesh(&["check"], &[("MESH_HEADSCALE_CONFIG", postgres.path())]);
-    assert_refused(
-        &out,
-        &["database.type is \"postgres\"", "SQLite", "set database.type to sqlite, or leave database out"],
-        &before,
-    );
-    let out = mesh(&["tools", "--headscale-config", postgres.path()], &[]);
-    assert_refused(&out, &["database.type is \"postgres\""], &before);
+    let mysql = PolicyFile::new("config-mysql", "database:\n  type: mysql\n");
+    let out = mesh(&["check"], &[("MESH_HEADSCALE_CONFIG", mysql.path())]);
+    assert_refused(&out, &["database.type is \"mysql\"", "which headscale does not know", "use sqlite, or postgres"], &before);
+    let out = mesh(&["tools", "--headscale-config", mysql.path()], &[]);
+    assert_refused(&out, &["database.type is \"mysql\""], &before);
+}
+
+/// PostgreSQL runs inside a netns host: asked for on VMs (by the variable, or by the user's
+/// configuration), it is refused before anything is built, naming the way out.
+#[cfg(feature = "libvirt")]
+#[test]
+fn postgres_on_vms_is_refused_naming_the_backend_it_runs_on() {
+    let before = our_namespaces();
+    let out = mesh(&["up", "--database", "postgres"], &[("MESH_BACKEND", "libvirt")]);
+    assert_refused(&out, &["MESH_DATABASE=postgres runs on the netns backend only", "MESH_BACKEND=netns"], &before);
+    let postgres = PolicyFile::new("config-postgres", "database:\n  type: postgres\n");
+    let out = mesh(&["check", "--headscale-config", postgres.path()], &[("MESH_BACKEND", "libvirt")]);
+    assert_refused(&out, &["MESH_DATABASE=postgres runs on the netns backend only"], &before);
 }
 
 /// A configuration of the user's that headscale itself refuses (here 0.29's removed

@@ -63,6 +63,10 @@ pub trait Host: Send + Sync {
     /// A directory inside the host for its services' state, kept across service restarts.
     fn state_dir(&self) -> String;
 
+    /// A directory inside the host for data that goes with the lab (a database server's
+    /// cluster), where [`Host::state_dir`] stays in the lab's folder for diagnostics.
+    fn data_dir(&self) -> String;
+
     /// The command line that opens an interactive shell inside the host, with `path_prefix`
     /// (the lab's programs) first on its PATH.
     fn shell_argv(&self, path_prefix: &str) -> Vec<String>;

@@ -1,6 +1,7 @@
 //! The upgrade rehearsal (P6): the server starts at an older headscale (`MESH_UPGRADE_FROM`,
 //! N-1), and is upgraded in place to the run's (N) — stopped, its binary replaced, started on
-//! the same SQLite database and keys with N's configuration keys — as an operator upgrades.
+//! the same database (SQLite or PostgreSQL) and keys with N's configuration keys — as an
+//! operator upgrades.
 //! Here: whether and from what a run rehearses it; the upgrade itself is [`in_place`].
 
 pub mod in_place;

@@ -227,6 +227,11 @@ impl Host for VmHost {
         "/var/lib/mesh".into()
     }
 
+    /// On the VM's own disk, which goes with the VM.
+    fn data_dir(&self) -> String {
+        "/var/lib/mesh-data".into()
+    }
+
     fn shell_argv(&self, _path_prefix: &str) -> Vec<String> {
         vec![
             "nsenter".into(),

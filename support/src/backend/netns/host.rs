@@ -163,6 +163,10 @@ impl Host for NetnsHost {
         self.dir.join("state").display().to_string()
     }
 
+    fn data_dir(&self) -> String {
+        super::data_dir(&self.dir).display().to_string()
+    }
+
     fn shell_argv(&self, path_prefix: &str) -> Vec<String> {
         let mut argv = match self.record.holder {
             Some(_) => match self.namespaces_holder() {

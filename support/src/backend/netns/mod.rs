@@ -251,6 +251,11 @@ fn host_dir(lab_dir: &Path, host: &str) -> PathBuf {
     lab_dir.join("hosts").join(host)
 }
 
+/// A host's data that goes with the lab ([`crate::backend::Host::data_dir`]), in its folder.
+fn data_dir(host_dir: &Path) -> PathBuf {
+    host_dir.join("data")
+}
+
 /// Pin a mount and a UTS namespace for the host: /etc becomes an overlay whose writes land in
 /// the host's folder, /run is its own (sockets, pid files at their usual paths), /sys shows
 /// the host's own interfaces, the hostname is the host's name.
@@ -426,17 +431,22 @@ fn processes_in_namespaces(inodes: &[u64]) -> Vec<ProcessId> {
         .collect()
 }
 
-/// The services a host has recorded (`services/<name>.json`: pid and start time).
+/// The services a host has recorded (`services/<name>.json`: pid and start time), newest first.
 fn recorded_services(dir: &Path) -> Vec<(String, ProcessId)> {
     let Ok(entries) = std::fs::read_dir(dir.join("services")) else { return Vec::new() };
-    entries
+    let mut services: Vec<(String, ProcessId)> = entries
         .flatten()
         .filter_map(|e| {
             let name = e.path().file_stem()?.to_str()?.to_string();
             let id = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
             Some((name, id))
         })
-        .collect()
+        .collect();
+    // The last started first, as they are stopped in that order: a service goes before the
+    // one it depends on (headscale before its PostgreSQL, which on SIGTERM waits for its
+    // clients to leave).
+    services.sort_by_key(|(_, id)| std::cmp::Reverse(id.start));
+    services
 }
 
 /// The namespaces on this machine that carry this tool's naming, grouped by run id.

@@ -7,7 +7,9 @@
 //! every process it signals is found by pid and start time, or inside the lab's namespaces:
 //! nothing of another lab or of the machine is touched. A piece already gone is fine.
 
-use super::{host_dir, ip, is_mount_point, processes_in_namespaces, recorded_services, unmount, user_ns_of, Holder, NetnsRecord};
+use super::{
+    data_dir, host_dir, ip, is_mount_point, processes_in_namespaces, recorded_services, unmount, user_ns_of, Holder, NetnsRecord,
+};
 use crate::budget;
 use crate::exec::display_argv;
 use crate::process::ProcessId;
@@ -50,6 +52,9 @@ pub enum Step {
     /// process in the lab's network namespaces (as they were when the removal began), and name
     /// those left. The script has nothing to wait for: it is the last thing its owner's lab does.
     AwaitProcessesGone { namespaces: Vec<String> },
+    /// A host's data folder ([`data_dir`]: a database server's cluster), removed once nothing
+    /// runs in the lab; the rest of its folder (logs, configuration) is kept for diagnostics.
+    RemoveData(PathBuf),
 }
 
 /// What removes `record`'s lab, in order; its hosts' folders are under `lab_dir`.
@@ -69,6 +74,7 @@ pub fn steps(record: &NetnsRecord, lab_dir: &Path) -> Vec<Step> {
             steps.extend(namespaces.into_iter().map(Step::DeleteNetns));
         }
     }
+    steps.extend(record.hosts.keys().map(|h| Step::RemoveData(data_dir(&host_dir(lab_dir, h)))));
     steps
 }
 
@@ -139,6 +145,12 @@ pub fn run(record: &NetnsRecord, steps: &[Step]) -> Result<()> {
                     problems.push(format!("{e:#}"));
                 }
             }
+            Step::RemoveData(dir) => match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    problems.push(format!("could not remove {}: {e}", dir.display()))
+                }
+                _ => {}
+            },
         }
     }
     if problems.is_empty() {
@@ -191,6 +203,9 @@ pub fn script(steps: &[Step]) -> String {
             }
             Step::AwaitProcessesGone { namespaces } => {
                 out += &format!("# the processes of {}: ended by the kernel with the holder\n", namespaces.join(" "));
+            }
+            Step::RemoveData(dir) => {
+                out += &format!("rm -rf -- {}\n", path(dir));
             }
         }
     }
@@ -247,6 +262,14 @@ mod tests {
         let (ns_at, umount_at, del_at) =
             (shell.find("ip netns pids").unwrap(), shell.find("umount").unwrap(), shell.find("ip netns del").unwrap());
         assert!(ns_at < umount_at && umount_at < del_at, "{shell}");
+        // Every host's data goes, after everything that ran in the lab.
+        for h in record.hosts.keys() {
+            let data = data_dir(&host_dir(&lab_dir, h));
+            assert!(steps.contains(&Step::RemoveData(data.clone())), "{} stays: {steps:?}", data.display());
+            assert!(shell.contains(&format!("rm -rf -- {}\n", data.display())), "{}:\n{shell}", data.display());
+        }
+        assert!(first(&|s| matches!(s, Step::DeleteNetns(_))) < first(&|s| matches!(s, Step::RemoveData(_))));
+        assert!(shell.find("ip netns del").unwrap() < shell.find("rm -rf").unwrap(), "{shell}");
         // Only this run's names.
         for word in shell.split_whitespace().filter(|w| w.contains("mesh-")) {
             assert!(word.contains("0a1b2c"), "{word} is not of run 0a1b2c:\n{shell}");
@@ -278,6 +301,8 @@ mod tests {
         }
         assert!(shell.find("kill -9 4000002").unwrap() < shell.find("kill -9 4000001").unwrap(), "init first:\n{shell}");
         assert!(!shell.contains("ip netns") && !shell.contains("umount"), "{shell}");
+        let removed = |s: &Step| matches!(s, Step::RemoveData(_));
+        assert!(steps.iter().rposition(|s| !removed(s)) < steps.iter().position(removed), "data last: {steps:?}");
     }
 
     #[test]

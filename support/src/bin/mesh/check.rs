@@ -141,6 +141,7 @@ pub fn report(lab: &Lab, outcome: &RunOutcome, started: Instant) -> Report {
         lab: r.run_id.clone(),
         date: now_utc(),
         versions: r.tools.versions.clone(),
+        database: lab.database_description(),
         passed: outcome.passed,
         seconds: started.elapsed().as_secs_f64(),
         timings: r.timings.clone(),
@@ -195,12 +196,13 @@ fn print_summary(report: &Report) {
     let skipped = report.scenarios.iter().filter(|s| s.status == Status::Skipped).count();
     let skipped = if skipped > 0 { format!(" ({skipped} skipped)") } else { String::new() };
     println!(
-        "{} — {passed}/{}{skipped} scenarios passed in {:.1}s on the {} backend; headscale {}, {}; lab memory peak {:.0} MiB",
+        "{} — {passed}/{}{skipped} scenarios passed in {:.1}s on the {} backend; headscale {} on {}, {}; lab memory peak {:.0} MiB",
         if report.passed { "PASSED" } else { "FAILED" },
         report.scenarios.len(),
         report.seconds,
         report.backend,
         report.versions.headscale,
+        report.database,
         report.versions.describe_tailscale(),
         report.peak_rss_mib
     );

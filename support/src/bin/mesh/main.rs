@@ -136,6 +136,10 @@ struct LabArgs {
     /// must own, each replacement printed and reported. Overrides MESH_HEADSCALE_CONFIG.
     #[arg(long, value_name = "PATH")]
     headscale_config: Option<String>,
+    /// The database headscale runs on: sqlite (default), or postgres (a PostgreSQL server the
+    /// lab starts inside its server host; netns backend). Overrides MESH_DATABASE.
+    #[arg(long, value_name = "NAME")]
+    database: Option<String>,
 }
 
 impl LabArgs {
@@ -150,6 +154,7 @@ impl LabArgs {
             ("MESH_POLICY", &self.policy),
             ("MESH_NODES", &self.nodes),
             (meshlab::userconfig::VAR, &self.headscale_config),
+            (meshlab::database::VAR, &self.database),
         ] {
             if let Some(v) = value {
                 std::env::set_var(var, v);
