@@ -109,7 +109,7 @@ pub struct Programs {
     pub version: String,
 }
 
-/// The command that installs the server on Debian.
+/// The command that installs the server on Debian, as root.
 const INSTALL: &str = "apt-get install -y --no-install-recommends postgresql";
 
 impl Programs {
@@ -123,14 +123,17 @@ impl Programs {
         if !prereq::is_root() {
             bail!(
                 "{VAR}=postgres needs PostgreSQL's server (initdb, postgres), which this machine lacks: install it with \
-                 `sudo {INSTALL}` (or your system's postgresql server package), or run as root, which installs it"
+                 `{}` (or your system's postgresql server package), or run as root, which installs it",
+                prereq::install_command(&["postgresql"])
             );
         }
         prereq::install(&["postgresql"])?;
         Programs::find().unwrap_or_else(|| bail!("still no PostgreSQL server programs after `{INSTALL}`"))
     }
 
-    fn find() -> Option<Result<Programs>> {
+    /// The programs where this machine has them: `None` where it has none, an error where they
+    /// are there but cannot serve (no `postgres` user, a `postgres` that does not run).
+    pub fn find() -> Option<Result<Programs>> {
         let bin = newest_debian_bin(Path::new("/usr/lib/postgresql")).or_else(|| {
             std::env::split_paths(&prereq::search_path()).find(|d| d.join("postgres").is_file() && d.join("initdb").is_file())
         })?;

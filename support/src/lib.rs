@@ -9,7 +9,8 @@
 //! - [`headscale`], [`tailscale`]: the real programs, driven through their CLIs;
 //! - [`lab`]: building and attaching to a whole lab; [`registry`]: finding and removing labs;
 //! - [`fixture`]: the lab scenarios share; [`report`]: criteria and the run's report;
-//! - [`poll`], [`budget`], [`exec`], [`process`]: waiting, time limits, commands, services.
+//! - [`poll`], [`budget`], [`exec`], [`process`]: waiting, time limits, commands, services;
+//! - [`prereq`]: what a lab needs on this machine; [`doctor`]: what it has and lacks, looked at.
 
 pub mod progress;
 
@@ -19,6 +20,7 @@ pub mod combos;
 pub mod criteria;
 pub mod database;
 pub mod dns;
+pub mod doctor;
 pub mod exec;
 pub mod fanout;
 pub mod fixture;

@@ -9,9 +9,10 @@ use anyhow::{bail, Result};
 use std::path::Path;
 
 /// A command the harness runs on this machine or inside hosts, and the Debian package with it.
-struct Need {
-    command: &'static str,
-    package: &'static str,
+#[derive(Debug, PartialEq, Eq)]
+pub struct Need {
+    pub command: &'static str,
+    pub package: &'static str,
 }
 
 const NETNS_NEEDS: &[Need] = &[
@@ -56,7 +57,17 @@ pub fn search_path() -> std::ffi::OsString {
     std::env::join_paths(dirs).unwrap_or_default()
 }
 
-fn have(command: &str) -> bool {
+/// The programs a lab of `backend` needs on this machine: the VM backend's router is a
+/// namespace as in the netns backend, so it needs those too, and its hosts are VMs.
+pub fn needs(backend: BackendKind) -> Vec<&'static Need> {
+    match backend {
+        BackendKind::Netns => NETNS_NEEDS.iter().collect(),
+        BackendKind::Libvirt => NETNS_NEEDS.iter().chain(VM_NEEDS).collect(),
+    }
+}
+
+/// `command` is in [`search_path`]: where the lab's commands are looked up.
+pub fn have(command: &str) -> bool {
     std::env::split_paths(&search_path()).any(|d| d.join(command).is_file())
 }
 
@@ -69,11 +80,7 @@ const POLICY_MARK: &str = "written by the mesh suite during apt-get install";
 
 /// Make sure everything the backend needs is here, installing what is missing if we can.
 pub fn ensure(backend: BackendKind) -> Result<()> {
-    let needs: Vec<&Need> = match backend {
-        BackendKind::Netns => NETNS_NEEDS.iter().collect(),
-        // The router is a namespace as in the netns backend; the hosts are VMs.
-        BackendKind::Libvirt => NETNS_NEEDS.iter().chain(VM_NEEDS).collect(),
-    };
+    let needs = needs(backend);
     if !is_root() && backend == BackendKind::Libvirt {
         bail!("the libvirt backend needs root: its router is a network namespace of this machine and its VMs are qemu:///system's (run as root, or use MESH_BACKEND=netns)");
     }
@@ -106,9 +113,9 @@ fn ensure_unprivileged(backend: BackendKind, needs: &[&Need]) -> Result<()> {
         packages.dedup();
         let commands: Vec<&str> = missing.iter().map(|n| n.command).collect();
         bail!(
-            "missing programs {} (as a normal user the harness cannot install them): run `sudo apt-get install -y --no-install-recommends {}`, or run as root, which installs them",
+            "missing programs {} (as a normal user the harness cannot install them): run `{}`, or run as root, which installs them",
             commands.join(", "),
-            packages.join(" ")
+            install_command(&packages)
         );
     }
     if let Some(problem) = user_namespaces_problem() {
@@ -123,9 +130,51 @@ fn ensure_unprivileged(backend: BackendKind, needs: &[&Need]) -> Result<()> {
     Ok(())
 }
 
+/// Something this machine lacks for a lab, in one line, and the command that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What is wrong and what to do, the fix named in it: the line an error gives.
+    pub message: String,
+    /// The command that fixes it, where one does.
+    pub fix: Option<String>,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// `command` as this user runs it with root's rights: itself for root, after `sudo` otherwise.
+pub fn as_root(command: &str) -> String {
+    if is_root() {
+        command.to_string()
+    } else {
+        format!("sudo {command}")
+    }
+}
+
+/// The command that installs Debian `packages` for this user (`sudo …` for a normal user).
+pub fn install_command(packages: &[&str]) -> String {
+    as_root(&format!("apt-get install -y --no-install-recommends {}", packages.join(" ")))
+}
+
+/// The version apt-get would install of `package` (`apt-cache policy`'s candidate, epoch and
+/// Debian revision left out: `2:1.19~1` is `1.19`), `None` where there is no apt or no candidate.
+pub fn apt_candidate(package: &str) -> Option<String> {
+    if !have("apt-cache") {
+        return None;
+    }
+    let out = exec::local(&["apt-cache", "policy", package], budget::command()).ok().filter(|o| o.success())?;
+    let candidate = out.stdout.lines().find_map(|l| l.trim().strip_prefix("Candidate:"))?.trim();
+    let upstream = candidate.split_once(':').map_or(candidate, |(_, v)| v);
+    let upstream: String = upstream.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    (!upstream.is_empty()).then_some(upstream)
+}
+
 /// Why a normal user cannot make the lab's user namespace here, and what to change; `None`
 /// when one can be made (tried for real, with the namespaces the lab uses).
-pub fn user_namespaces_problem() -> Option<String> {
+pub fn user_namespaces_problem() -> Option<Problem> {
     let tried =
         exec::local(&["unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork", "true"], budget::command());
     let why = match tried {
@@ -136,40 +185,58 @@ pub fn user_namespaces_problem() -> Option<String> {
     let sysctl = |name: &str| -> Option<String> {
         std::fs::read_to_string(format!("/proc/sys/{}", name.replace('.', "/"))).ok().map(|v| v.trim().to_string())
     };
-    let fix = if sysctl("kernel.unprivileged_userns_clone").as_deref() == Some("0") {
-        "this kernel disables unprivileged user namespaces (kernel.unprivileged_userns_clone=0): allow them with `sudo sysctl -w kernel.unprivileged_userns_clone=1`".to_string()
+    let (what, fix) = if sysctl("kernel.unprivileged_userns_clone").as_deref() == Some("0") {
+        let fix = "sudo sysctl -w kernel.unprivileged_userns_clone=1";
+        (
+            format!(
+                "this kernel disables unprivileged user namespaces (kernel.unprivileged_userns_clone=0): allow them with `{fix}`"
+            ),
+            Some(fix),
+        )
     } else if sysctl("user.max_user_namespaces").as_deref() == Some("0") {
-        "this machine allows no user namespaces (user.max_user_namespaces=0): allow them with `sudo sysctl -w user.max_user_namespaces=15000`".to_string()
+        let fix = "sudo sysctl -w user.max_user_namespaces=15000";
+        (format!("this machine allows no user namespaces (user.max_user_namespaces=0): allow them with `{fix}`"), Some(fix))
     } else if sysctl("kernel.apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-        "AppArmor keeps unprivileged programs from making user namespaces (kernel.apparmor_restrict_unprivileged_userns=1): allow them with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`".to_string()
+        let fix = "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0";
+        (format!("AppArmor keeps unprivileged programs from making user namespaces (kernel.apparmor_restrict_unprivileged_userns=1): allow them with `{fix}`"), Some(fix))
     } else if why.contains("No space left on device") {
-        "the limit of user namespaces is reached (user.max_user_namespaces, here or in a namespace this runs in): raise it with `sudo sysctl -w user.max_user_namespaces=15000`".to_string()
+        let fix = "sudo sysctl -w user.max_user_namespaces=15000";
+        (format!("the limit of user namespaces is reached (user.max_user_namespaces, here or in a namespace this runs in): raise it with `{fix}`"), Some(fix))
     } else {
-        "this machine does not let a normal user make one".to_string()
+        ("this machine does not let a normal user make one".to_string(), None)
     };
-    Some(format!("{fix} (`unshare --user --map-root-user --mount --net --pid --fork true` says: {why})"))
+    Some(Problem {
+        message: format!("{what} (`unshare --user --map-root-user --mount --net --pid --fork true` says: {why})"),
+        fix: fix.map(str::to_string),
+    })
 }
 
 /// Why tailscaled could not open /dev/net/tun as this user, and the fix; `None` if it can.
-pub fn tun_problem() -> Option<String> {
+pub fn tun_problem() -> Option<Problem> {
     use std::os::unix::fs::MetadataExt;
     let path = Path::new("/dev/net/tun");
     let Ok(meta) = std::fs::metadata(path) else {
-        return Some("/dev/net/tun is missing: tailscaled needs a TUN device; as root run `modprobe tun` (or create it: `mkdir -p /dev/net && mknod -m 0666 /dev/net/tun c 10 200`)".into());
+        return Some(Problem {
+            message: "/dev/net/tun is missing: tailscaled needs a TUN device; as root run `modprobe tun` (or create it: `mkdir -p /dev/net && mknod -m 0666 /dev/net/tun c 10 200`)".into(),
+            fix: Some(as_root("modprobe tun")),
+        });
     };
     match std::fs::OpenOptions::new().read(true).write(true).open(path) {
         Ok(_) => None,
-        Err(e) => Some(format!(
-            "/dev/net/tun is not usable by this user ({e}; mode {:04o}, owner uid {}): tailscaled needs it; as root run `chmod 0666 /dev/net/tun` (the usual mode, which udev sets on most distributions), or run as root",
-            meta.mode() & 0o7777,
-            meta.uid()
-        )),
+        Err(e) => Some(Problem {
+            message: format!(
+                "/dev/net/tun is not usable by this user ({e}; mode {:04o}, owner uid {}): tailscaled needs it; as root run `chmod 0666 /dev/net/tun` (the usual mode, which udev sets on most distributions), or run as root",
+                meta.mode() & 0o7777,
+                meta.uid()
+            ),
+            fix: Some(as_root("chmod 0666 /dev/net/tun")),
+        }),
     }
 }
 
 /// Install Debian packages with apt-get, no service of theirs started (root only).
 pub fn install(packages: &[&str]) -> Result<()> {
-    let command = format!("apt-get install -y --no-install-recommends {}", packages.join(" "));
+    let command = install_command(packages);
     if !have("apt-get") {
         bail!("missing system packages {}: install them with your package manager (on Debian: `{command}`)", packages.join(", "));
     }

@@ -356,6 +356,47 @@ pub fn version_of(program: &str, path: &Path) -> Result<String> {
     Ok(bare(word).to_string())
 }
 
+/// The programs of `release` the tools' cache does not hold yet, and its folder there: what a
+/// run would build first (looked at, never built).
+pub fn not_in_cache(release: &Release) -> (PathBuf, Vec<&'static str>) {
+    let dir = cache_dir(release);
+    let missing = release.module.commands.iter().copied().filter(|program| !dir.join(program).exists()).collect();
+    (dir, missing)
+}
+
+/// The oldest Go that builds the systems under test: from 1.21 on, go fetches the toolchain a
+/// module asks for (`GOTOOLCHAIN`) from the Go module proxy.
+pub const MIN_GO: Version = Version::new(1, 21, 0);
+
+/// The Go on PATH and its version (`go env GOVERSION`), `None` without one.
+pub fn local_go() -> Option<(PathBuf, Result<Version>)> {
+    let go = on_path("go")?;
+    let shown = go.display().to_string();
+    let version = exec::local(&[&shown, "env", "GOVERSION"], budget::command())
+        .and_then(|out| out.check())
+        .and_then(|out| go_version(&out.stdout));
+    Some((go, version))
+}
+
+/// The release in Go's `GOVERSION`: `go1.26.8`, `go1.22rc1` (1.22.0), `go1.20` (1.20.0).
+pub fn go_version(text: &str) -> Result<Version> {
+    let word = text.trim();
+    let numbers: Vec<u32> = word
+        .strip_prefix("go")
+        .unwrap_or("")
+        .split('.')
+        .map(|part| part.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .take_while(|digits| !digits.is_empty())
+        .take(3)
+        .map(|digits| digits.parse().unwrap_or(u32::MAX))
+        .collect();
+    match numbers.as_slice() {
+        [major, minor] => Ok(Version::new(*major, *minor, 0)),
+        [major, minor, patch] => Ok(Version::new(*major, *minor, *patch)),
+        _ => bail!("`go env GOVERSION` printed {word:?}, which names no Go release"),
+    }
+}
+
 /// One folder a release: `tailscale.com@v1.90.9`.
 fn cache_dir(release: &Release) -> PathBuf {
     paths::tools_dir().join(format!("{}@{}", release.module.module.replace('/', "_"), release.version.tag()))
@@ -570,11 +611,14 @@ fn failing_module(cause: &str) -> Option<String> {
 
 /// `go install module/cmd/X@version` for every command of the module, into the cache.
 fn go_install(release: &Release) -> Result<()> {
-    let go = on_path("go").context(
-        "Go is needed to build the systems under test: install Go 1.21 or newer (it fetches the toolchain the \
-         modules ask for from the Go module proxy), or point MESH_HEADSCALE_BIN, MESH_TAILSCALE_BIN and \
-         MESH_TAILSCALED_BIN at binaries of the versions to test",
-    )?;
+    let go = on_path("go").with_context(|| {
+        format!(
+            "Go is needed to build the systems under test: install Go {}.{} or newer (it fetches the toolchain the \
+             modules ask for from the Go module proxy), or point MESH_HEADSCALE_BIN, MESH_TAILSCALE_BIN and \
+             MESH_TAILSCALED_BIN at binaries of the versions to test",
+            MIN_GO.major, MIN_GO.minor
+        )
+    })?;
     let module = release.module;
     let tag = release.version.tag();
     let dir = cache_dir(release);
@@ -623,6 +667,22 @@ fn go_install(release: &Release) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gos_version_is_read_from_goversion() {
+        for (printed, version) in [
+            ("go1.26.8\n", Version::new(1, 26, 8)),
+            ("go1.22rc1", Version::new(1, 22, 0)),
+            ("go1.20", Version::new(1, 20, 0)),
+            ("go1.19.8", Version::new(1, 19, 8)),
+        ] {
+            assert_eq!(go_version(printed).unwrap(), version, "{printed:?}");
+        }
+        for bad in ["", "devel go1.23-abc", "1.26.8", "go"] {
+            assert!(go_version(bad).is_err(), "{bad:?} parsed");
+        }
+        assert!(go_version("go1.19.8").unwrap() < MIN_GO && go_version("go1.21.0").unwrap() >= MIN_GO);
+    }
 
     #[test]
     fn versions_compare_without_their_v() {

@@ -1,6 +1,7 @@
 //! One host abstraction, several ways to make hosts. Scenarios and the mesh layer see only
 //! [`Host`]; which backend made it is the lab's business.
 
+pub mod hypervisor;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod netns;

@@ -12,7 +12,7 @@ use super::BootImage;
 use crate::spec::{HostSpec, LabSpec};
 use crate::tools::Versions;
 use crate::version::Version;
-use crate::{exec, paths, say};
+use crate::{budget, exec, paths, say};
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -80,16 +80,24 @@ pub const MIN_NIX: Version = Version::new(2, 18, 0);
 /// `nix --version` names a Nix at least [`MIN_NIX`], or the error says which one it found and
 /// how to get a newer one (Debian's nix-bin is 2.8, for instance).
 fn check_nix_version() -> Result<()> {
-    let out = exec::local(&["nix", "--version"], Duration::from_secs(30))?;
-    if !out.success() {
-        bail!("MESH_IMAGES=nix: `nix --version` failed: {}", out.describe_failure());
-    }
-    let found = nix_version(&out.stdout)?;
+    let found = installed_version().context("MESH_IMAGES=nix")?;
     if found < MIN_NIX {
         bail!("{}", too_old(found));
     }
     Ok(())
 }
+
+/// The version of the `nix` on PATH, as `nix --version` names it.
+pub fn installed_version() -> Result<Version> {
+    let out = exec::local(&["nix", "--version"], budget::command())?;
+    if !out.success() {
+        bail!("`nix --version` failed: {}", out.describe_failure());
+    }
+    nix_version(&out.stdout)
+}
+
+/// The command that installs a current Nix (nixos.org's installer, multi-user).
+pub const INSTALL_NIX: &str = "sh <(curl --proto '=https' --tlsv1.2 -L https://nixos.org/nix/install) --daemon";
 
 /// The one-line refusal of a Nix older than [`MIN_NIX`].
 fn too_old(found: Version) -> String {

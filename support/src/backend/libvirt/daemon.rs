@@ -1,7 +1,8 @@
 //! Reaching libvirt: one connection a process, within a bounded time; where no daemon runs
-//! (CI machines without systemd), starting `virtlogd` and `libvirtd` ourselves. And choosing
-//! KVM or TCG.
+//! (CI machines without systemd), starting `virtlogd` and `libvirtd` ourselves. (Choosing KVM
+//! or TCG is [`hypervisor`]'s: a build without this backend can tell too.)
 
+use crate::backend::hypervisor::{self, LIBVIRT_SOCKET};
 use crate::{budget, exec, say};
 use anyhow::{anyhow, bail, Context, Result};
 use once_cell::sync::OnceCell;
@@ -24,7 +25,7 @@ pub fn connect(uri: &str) -> Result<Connect> {
     }
     let conn = match open(uri) {
         Ok(c) => c,
-        Err(first) if uri == super::DEFAULT_URI && !socket_answers() => {
+        Err(first) if uri == super::DEFAULT_URI && !hypervisor::libvirt_answers() => {
             start_daemons().with_context(|| format!("libvirt is not running ({first:#})"))?;
             open(uri)?
         }
@@ -36,7 +37,7 @@ pub fn connect(uri: &str) -> Result<Connect> {
 
 /// A connection only if the daemon already runs: for sweeping, never to start one.
 pub fn connect_if_running(uri: &str) -> Result<Connect> {
-    if !socket_answers() {
+    if !hypervisor::libvirt_answers() {
         bail!("libvirt is not running");
     }
     connect(uri)
@@ -65,12 +66,6 @@ fn open(uri: &str) -> Result<Connect> {
     }
 }
 
-const SOCKET: &str = "/run/libvirt/libvirt-sock";
-
-fn socket_answers() -> bool {
-    std::os::unix::net::UnixStream::connect(SOCKET).is_ok()
-}
-
 /// Start `virtlogd`, `virtlockd` and `libvirtd` as daemons, as a system without systemd needs. They are the
 /// machine's services from then on (other runs share them); `.ci/run` stops the ones it started.
 fn start_daemons() -> Result<()> {
@@ -89,30 +84,12 @@ fn start_daemons() -> Result<()> {
         }
     }
     crate::poll::until("libvirtd's socket answering", budget::command(), || {
-        if socket_answers() {
+        if hypervisor::libvirt_answers() {
             Ok(())
         } else {
-            bail!("{SOCKET} does not accept connections yet")
+            bail!("{LIBVIRT_SOCKET} does not accept connections yet")
         }
     })
-}
-
-/// KVM only where it truly works: the CPU offers virtualisation (vmx/svm) and /dev/kvm opens.
-/// A nested or paravirtualised /dev/kvm without them (measured here: PVM) lets a guest die
-/// ~54 s into boot with QEMU paused, so it is never tried. `MESH_ACCEL=tcg` forces TCG.
-pub fn acceleration() -> (&'static str, String) {
-    if std::env::var("MESH_ACCEL").is_ok_and(|v| v.trim() == "tcg") {
-        return ("qemu", "MESH_ACCEL=tcg".into());
-    }
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags = cpu.lines().find(|l| l.starts_with("flags")).unwrap_or("");
-    let virtualisation = flags.split_whitespace().any(|f| f == "vmx" || f == "svm");
-    let kvm = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
-    match (virtualisation, kvm) {
-        (true, true) => ("kvm", "the CPU offers vmx/svm and /dev/kvm opens".into()),
-        (false, true) => ("qemu", "/dev/kvm exists but the CPU offers no vmx/svm (nested or paravirtual KVM), so TCG".into()),
-        (_, false) => ("qemu", "no usable /dev/kvm, so TCG".into()),
-    }
 }
 
 /// Debian's udev gives /dev/kvm to group `kvm`, mode 0660 (libvirt's QEMU user is in it). A

@@ -170,7 +170,7 @@ pub fn create(
     etc_files: &[(&str, String)],
 ) -> Result<(Versions, Duration)> {
     let conn = daemon::connect(&record.uri)?;
-    let (accel, why) = daemon::acceleration();
+    let (accel, why) = crate::backend::hypervisor::acceleration();
     record.accel = accel.into();
     say!("VMs run under {}: {why}", if accel == "kvm" { "KVM" } else { "QEMU's TCG emulation (slow, but works everywhere)" });
 

@@ -1,8 +1,10 @@
 //! `cargo mesh`: build a lab and prove the mesh (`check`), keep one running for tests and
-//! shells (`up`, `status`, `shell`, `down`), and measure how fast and steady it is (`bench`).
+//! shells (`up`, `status`, `shell`, `down`), measure how fast and steady it is (`bench`), and
+//! tell what this machine has and lacks for each backend (`doctor`).
 
 mod bench;
 mod check;
+mod doctor;
 mod labs;
 mod matrix;
 mod table;
@@ -60,6 +62,13 @@ enum Cmd {
     },
     /// List the labs on this machine.
     Status,
+    /// Tell what this machine has and lacks for each backend, and the command that fixes each
+    /// lack; changes nothing. Exits 0 when the default backend (netns) is ready.
+    Doctor {
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build the programs under test for the versions asked (or find them in the cache) and
     /// say which ran where: what nextest's setup script runs before any test.
     Tools {
@@ -186,6 +195,7 @@ fn main() -> ExitCode {
         }
         Cmd::Down { lab, all } => labs::down(lab, all),
         Cmd::Status => labs::status(),
+        Cmd::Doctor { json } => doctor::run(json),
         Cmd::Tools { lab } => {
             lab.apply();
             labs::tools()
