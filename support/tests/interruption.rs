@@ -133,6 +133,24 @@ fn sigkill_leaves_nothing_behind() {
     }
 }
 
+/// A lab on PostgreSQL (`MESH_DATABASE=postgres`) killed with its server up: the watchdog
+/// leaves no PostgreSQL process (they are in the server's namespace) and no cluster (the
+/// host's data folder is a removal step of its own); the lab's logs stay.
+#[test]
+fn sigkill_of_a_lab_on_postgres_leaves_no_server_and_no_cluster() {
+    let mut up = Foreground::start_with(&[("MESH_DATABASE", "postgres")]);
+    up.wait_for("is up while this command runs");
+    let lab = up.snapshot();
+    let data = lab.dir.join("hosts/headscale/data/postgres");
+    assert!(data.join("PG_VERSION").exists(), "the lab's cluster should be in {}", data.display());
+    let record = registry::LabRecord::load(&lab.dir).expect("the lab's record");
+    assert_eq!(record.database, meshlab::database::Database::Postgres);
+    up.signal(Signal::SIGKILL);
+    assert_eq!(lab.await_gone(WATCHDOG_BUDGET), Vec::<String>::new(), "lab {} outlived its owner", lab.run_id);
+    assert!(!data.exists(), "the cluster {} outlived its lab", data.display());
+    assert!(lab.dir.join("hosts/headscale/logs/postgres.log").exists(), "the server's log is kept for diagnostics");
+}
+
 /// Should the watchdog fail too, the next run's start removes the lab: it is indexed, and its
 /// owner is gone.
 #[test]

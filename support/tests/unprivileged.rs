@@ -47,7 +47,10 @@ fn unavailable(message: &str) -> bool {
 #[test]
 fn a_normal_user_builds_a_lab_in_a_user_namespace_and_leaves_nothing() {
     if is_root() {
-        as_a_user_of_its_own();
+        // headscale on SQLite, then on the lab's PostgreSQL, whose server must run as the
+        // `postgres` user of a user namespace nested in the lab's.
+        as_a_user_of_its_own("sqlite");
+        as_a_user_of_its_own("postgres");
     } else {
         as_this_user();
     }
@@ -73,8 +76,9 @@ fn as_this_user() {
     assert_eq!(snapshot.leftovers(), Vec::<String>::new());
 }
 
-/// Root: a user made for this test runs `mesh up --foreground`; SIGINT removes the lab.
-fn as_a_user_of_its_own() {
+/// Root: a user made for this test runs `mesh up --foreground` with headscale on `database`;
+/// SIGINT removes the lab.
+fn as_a_user_of_its_own(database: &str) {
     let tools = Tools::resolve().expect("the pinned tools");
     let mesh = PathBuf::from(env!("CARGO_BIN_EXE_mesh"));
     for path in [&tools.headscale, &tools.tailscale, &tools.tailscaled, &mesh] {
@@ -86,7 +90,8 @@ fn as_a_user_of_its_own() {
     // setpriv runs `mesh` itself as the user (no process in between to catch signals).
     let mut cmd = user.command();
     cmd.args(["env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/"])
-        .arg(format!("MESH_STATE_DIR={}", user.state.display()));
+        .arg(format!("MESH_STATE_DIR={}", user.state.display()))
+        .arg(format!("MESH_DATABASE={database}"));
     for (program, path) in [("headscale", &tools.headscale), ("tailscale", &tools.tailscale), ("tailscaled", &tools.tailscaled)] {
         cmd.arg(format!("{}={}", tools::env_var(program), path.display()));
     }
@@ -133,7 +138,8 @@ fn as_a_user_of_its_own() {
     let snapshot = Snapshot::take(&run_id, &dir);
     assert!(!snapshot.leftovers().is_empty(), "the lab is there while mesh runs");
     let services = running_services(&dir);
-    assert!(services.len() >= 4, "headscale and three tailscaled run: {services:?}\n{}", seen.join("\n"));
+    let expected = if database == "postgres" { 5 } else { 4 };
+    assert!(services.len() >= expected, "headscale, its {database} and three tailscaled: {services:?}\n{}", seen.join("\n"));
     for id in &services {
         assert_eq!(process::uid_of(id.pid), Some(user.uid), "service {} runs as {}, not root", id.pid, user.name);
         assert_ne!(user_ns(id.pid), user_ns(std::process::id()), "service {} runs in a user namespace", id.pid);
@@ -144,6 +150,8 @@ fn as_a_user_of_its_own() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "mesh removes its lab and exits 130 on SIGINT");
     assert_eq!(snapshot.await_gone(Duration::from_secs(10)), Vec::<String>::new(), "lab {run_id} left pieces");
+    let data = dir.join("hosts/headscale/data");
+    assert!(!data.exists(), "the lab's data ({}) outlived it", data.display());
     // Its watchdog sweeps once more after the exit, then ends: then nothing of the user runs.
     let deadline = Instant::now() + Duration::from_secs(10);
     let theirs = loop {
