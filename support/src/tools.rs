@@ -425,6 +425,7 @@ impl BuildLock {
         // std's file locks are flock(2) on Linux.
         if file.try_lock().is_err() {
             crate::say!("another run is building {}; waiting for it", release.describe());
+            let _live = crate::progress::Phase::start(format!("waiting for another run's build of {}", release.describe()));
             if let Err(e) = file.lock() {
                 bail!("locking {}: {e}", path.display());
             }
@@ -628,6 +629,7 @@ fn go_install(release: &Release) -> Result<()> {
     let started = Instant::now();
     let targets: Vec<String> = module.commands.iter().map(|c| format!("{}/cmd/{c}@{tag}", module.module)).collect();
     crate::say!("building {} with `go install` into {} (once; later runs reuse it) …", targets.join(" "), dir.display());
+    let _live = crate::progress::Phase::start(format!("building {} with go install", release.describe()));
     let mut go = GoCommand { go: go.display().to_string(), toolchain: None, output: String::new(), log };
     // The module proxy here refuses a module's version list, which `go install pkg@v` reads for
     // deprecation notices. Downloading the exact version first, then serving the module cache

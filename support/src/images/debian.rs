@@ -287,6 +287,7 @@ fn build(tools: &Tools, sources: &[String], recipe: &str, dir: &Path) -> Result<
     fs::create_dir_all(&partial)?;
     let started = Instant::now();
     crate::say!("building the Debian image (first run only, ~1 min) in {} …", dir.display());
+    let _live = crate::progress::Phase::start("building the Debian image");
     match build_in(tools, sources, recipe, &partial) {
         Ok(()) => {
             fs::rename(&partial, dir).with_context(|| format!("moving {} into place", partial.display()))?;
@@ -510,6 +511,7 @@ impl BuildLock {
         // std's file locks are flock(2) on Linux.
         if file.try_lock().is_err() {
             crate::say!("another run is building the Debian image; waiting for it");
+            let _live = crate::progress::Phase::start("waiting for another run's build of the Debian image");
             if let Err(e) = file.lock() {
                 bail!("locking {}: {e}", path.display());
             }

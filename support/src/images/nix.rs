@@ -51,6 +51,7 @@ pub fn image(spec: &LabSpec, host: &HostSpec) -> Result<BootImage> {
     let link_shown = link.display().to_string();
     say!("{}: nix build {installable} (a first build downloads nixpkgs and the system; minutes)", host.name);
     let started = Instant::now();
+    let _live = crate::progress::Phase::start(format!("{}: nix build", host.name));
     let argv = ["nix", "--extra-experimental-features", "nix-command flakes", "build", &installable, "--out-link", &link_shown];
     let out = exec::local(&argv, BUILD_LIMIT)?;
     if !out.success() {

@@ -284,6 +284,7 @@ fn await_ssh(record: &LibvirtRecord) -> Result<()> {
     );
     let clock = &clock;
     let names: Vec<&String> = record.domains.keys().collect();
+    let _live = crate::progress::Phase::start(format!("{} VMs booting, until each answers SSH", names.len()));
     let results = crate::fanout::each("SSH wait", &names, |name| {
         crate::panics::inject("vm-boot");
         let host = VmHost::new(record, name)?;
