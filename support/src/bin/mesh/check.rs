@@ -4,7 +4,7 @@ use crate::table;
 use anyhow::Result;
 use meshlab::lab::{Lab, LabOptions};
 use meshlab::process::Lifetime;
-use meshlab::report::{read_criteria, read_figures, Report, Status};
+use meshlab::report::{read_criteria, read_figures, read_pairs, Report, Status};
 use meshlab::runner::{self, RunOutcome};
 use meshlab::say;
 use meshlab::upgrade::Plan;
@@ -56,7 +56,7 @@ pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
 /// disruptive ones. Measurements all go to `lab`'s criteria file.
 pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary]) -> Result<RunOutcome> {
     let dir = &lab.record.dir;
-    let (logs, criteria) = (dir.join("scenarios"), dir.join("criteria.jsonl"));
+    let (logs, criteria) = (dir.join(meshlab::report::SCENARIO_LOGS), dir.join("criteria.jsonl"));
     let mut outcome = RunOutcome::new();
     for binary in binaries {
         let group = std::slice::from_ref(binary);
@@ -148,6 +148,8 @@ pub fn report(lab: &Lab, outcome: &RunOutcome, started: Instant) -> Report {
         scenarios: outcome.scenarios.clone(),
         criteria: read_criteria(&r.dir.join("criteria.jsonl")),
         figures: read_figures(&r.dir.join("criteria.jsonl")),
+        pairs: read_pairs(&r.dir.join("criteria.jsonl")),
+        spec: Some(r.spec.clone()),
         artifacts: r.dir.display().to_string(),
         headscale_config: r.headscale_config.is_some().then(|| lab.effective_config()),
     }
