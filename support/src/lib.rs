@@ -9,6 +9,7 @@
 //! - [`headscale`], [`tailscale`]: the real programs, driven through their CLIs;
 //! - [`lab`]: building and attaching to a whole lab; [`registry`]: finding and removing labs;
 //! - [`fixture`]: the lab scenarios share; [`report`]: criteria and the run's report;
+//!   [`html`]: the report as a self-contained page, `report.html`;
 //! - [`poll`], [`budget`], [`exec`], [`process`]: waiting, time limits, commands, services.
 
 pub mod progress;
@@ -23,6 +24,7 @@ pub mod fanout;
 pub mod fixture;
 pub mod guards;
 pub mod headscale;
+pub mod html;
 pub mod images;
 pub mod lab;
 pub mod panics;
