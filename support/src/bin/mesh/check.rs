@@ -208,14 +208,20 @@ fn print_summary(report: &Report) {
     );
 }
 
-fn write_report(lab: &Lab, report: &Report, extra: Option<&PathBuf>) -> Result<()> {
+/// `report.json` and `report.html` in the lab's folder, and at `extra` (`--json`) with its
+/// page beside it (`x.json` → `x.html`).
+pub fn write_report(lab: &Lab, report: &Report, extra: Option<&PathBuf>) -> Result<()> {
     let text = serde_json::to_string_pretty(report)?;
     let in_lab = lab.record.dir.join("report.json");
     std::fs::write(&in_lab, &text)?;
-    println!("report: {}", in_lab.display());
+    let page = meshlab::html::beside(&in_lab);
+    meshlab::html::write(&page, &meshlab::html::check::page(report, &lab.record.dir))?;
+    println!("report: {}\npage:   {}", in_lab.display(), page.display());
     if let Some(path) = extra {
         std::fs::write(path, &text).map_err(|e| anyhow::anyhow!("writing the report to {}: {e}", path.display()))?;
-        println!("report: {}", path.display());
+        let page = meshlab::html::beside(path);
+        meshlab::html::write(&page, &meshlab::html::check::page(report, &meshlab::html::folder_of(&page)))?;
+        println!("report: {}\npage:   {}", path.display(), page.display());
     }
     Ok(())
 }

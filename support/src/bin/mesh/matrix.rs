@@ -106,12 +106,17 @@ pub fn run(combos: Option<String>, jobs: usize, json: Option<PathBuf>) -> Result
     let rows: Vec<Row> = rows.into_inner().unwrap().into_values().collect();
     print_grid(&rows, started);
     let text = serde_json::to_string_pretty(&rows)?;
+    let seconds = started.elapsed().as_secs_f64();
     let in_dir = dir.join("matrix.json");
     std::fs::write(&in_dir, &text)?;
-    println!("grid: {}", in_dir.display());
+    let page = dir.join("report.html");
+    meshlab::html::write(&page, &meshlab::html::matrix::page(&rows, seconds, &dir))?;
+    println!("grid: {}\npage: {}", in_dir.display(), page.display());
     if let Some(path) = json {
         std::fs::write(&path, &text).with_context(|| format!("writing the grid to {}", path.display()))?;
-        println!("grid: {}", path.display());
+        let page = meshlab::html::beside(&path);
+        meshlab::html::write(&page, &meshlab::html::matrix::page(&rows, seconds, &meshlab::html::folder_of(&page)))?;
+        println!("grid: {}\npage: {}", path.display(), page.display());
     }
     Ok(if rows.iter().all(|r| r.verdict == "passed") { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
