@@ -145,6 +145,10 @@ pub struct PairFigure {
     /// The round trip in milliseconds, where the probe measures one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,
+    /// What the round trip is rounded to, where its probe rounds it (`tailscale ping` prints
+    /// whole milliseconds: `0` is under half of one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution_ms: Option<f64>,
     /// What measured it: `tailscale ping`, `ping (ICMP, IPv4)`, `TCP 8080` …
     pub probe: String,
     /// The condition a scenario had put the lab in (`UDP between the subnets blocked`, `the
@@ -155,7 +159,16 @@ pub struct PairFigure {
 
 impl PairFigure {
     pub fn new(from: &str, to: &str, reach: Reach, probe: &str) -> PairFigure {
-        PairFigure { from: from.into(), to: to.into(), reach, via: None, rtt_ms: None, probe: probe.into(), condition: None }
+        PairFigure {
+            from: from.into(),
+            to: to.into(),
+            reach,
+            via: None,
+            rtt_ms: None,
+            resolution_ms: None,
+            probe: probe.into(),
+            condition: None,
+        }
     }
 
     pub fn via(mut self, via: &str) -> PairFigure {
@@ -166,6 +179,12 @@ impl PairFigure {
     /// Its round trip.
     pub fn rtt(mut self, rtt: std::time::Duration) -> PairFigure {
         self.rtt_ms = Some(rtt.as_secs_f64() * 1e3);
+        self
+    }
+
+    /// Its probe gives the round trip rounded to `resolution`.
+    pub fn rounded_to(mut self, resolution: std::time::Duration) -> PairFigure {
+        self.resolution_ms = Some(resolution.as_secs_f64() * 1e3);
         self
     }
 

@@ -248,7 +248,9 @@ impl Pong {
             Path::Derp(region) => (Reach::Derp, region),
             Path::PeerRelay(relay) => (Reach::PeerRelay, relay),
         };
-        PairFigure::new(from, to, reach, "tailscale ping").via(via).rtt(self.latency)
+        // The CLI prints the latency rounded to the millisecond (cmd/tailscale/cli/ping.go:
+        // `.Round(time.Millisecond)`, 1.98.10): a pong "in 0s" took under half of one.
+        PairFigure::new(from, to, reach, "tailscale ping").via(via).rtt(self.latency).rounded_to(Duration::from_millis(1))
     }
 }
 

@@ -34,7 +34,7 @@ pub fn criteria_bars(measured: &[Criterion], catalogue: &[Sc]) -> El {
         let y = 10.0 + ROW * i as f64;
         let mut row = el("g").class("criterion").attr("data-id", sc.id);
         let label = format!("{} {}", sc.id, sc.name);
-        row.push(text(6.0, y + 14.0, &shorten(&label, 44), "start", 12.5).attr("font-weight", "600").tooltip(label.clone()));
+        row.push(text(6.0, y + 14.0, &shorten(&label, 42), "start", 12.0).attr("font-weight", "600").tooltip(label.clone()));
         let side = match sc.bound {
             Bound::AtMost => "at most",
             Bound::AtLeast => "at least",

@@ -5,7 +5,7 @@
 
 use super::charts::{self, mini_bar, Span};
 use super::lab::{drawing, Direction};
-use super::{el, link, note, number, page as frame, section, table, td, text_el, with_unit, El};
+use super::{el, link, note, number, page as frame, round_trip, section, table, td, text_el, with_unit, El};
 use crate::criteria;
 use crate::report::{PairFigure, Report, Scenario, Status};
 use crate::spec::Role;
@@ -210,16 +210,11 @@ fn latency(report: &Report) -> El {
                         .collect();
                     match found.last() {
                         Some(p) => {
-                            let ms = p.rtt_ms.unwrap_or(f64::NAN);
-                            let all: Vec<String> = found.iter().filter_map(|p| p.rtt_ms).map(number).collect();
-                            tr.push(td(number(ms), "grid-cell measured").attr(
+                            let shown = round_trip(p.rtt_ms, p.resolution_ms);
+                            let all: Vec<String> = found.iter().map(|p| round_trip(p.rtt_ms, p.resolution_ms)).collect();
+                            tr.push(td(shown.trim_end_matches(" ms"), "grid-cell measured").attr(
                                 "title",
-                                format!(
-                                    "{from} → {to}: {} ms ({}; every measurement: {})",
-                                    number(ms),
-                                    p.reach.word(),
-                                    all.join(", ")
-                                ),
+                                format!("{from} → {to}: {shown} ({}; every measurement: {})", p.reach.word(), all.join(", ")),
                             ));
                         }
                         None => tr.push(td("not measured", "grid-cell missing")),
@@ -234,7 +229,8 @@ fn latency(report: &Report) -> El {
         body.push(note("No round trip between clients was recorded in this run."));
     } else {
         body.push(note(format!(
-            "SC-002 holds every such round trip to {}; a cell shows the last measurement of its pair (its tooltip lists all).",
+            "SC-002 holds every such round trip to {}; a cell shows the last measurement of its pair (its tooltip lists all). \
+             tailscale ping prints whole milliseconds: \"< 0.5\" is a pong it printed as 0.",
             with_unit(criteria::SC002.limit, criteria::SC002.unit)
         )));
     }
@@ -252,7 +248,7 @@ fn pairs(report: &Report) -> El {
                 .child(td(&p.to, ""))
                 .child(td(p.reach.word(), d.class()))
                 .child(td(p.via.as_deref().unwrap_or("—"), "mono"))
-                .child(td(p.rtt_ms.map(|ms| format!("{} ms", number(ms))).unwrap_or_else(|| "—".into()), "num"))
+                .child(td(round_trip(p.rtt_ms, p.resolution_ms), "num"))
                 .child(td(&p.probe, ""))
                 .child(td(p.condition.as_deref().unwrap_or("as built"), ""))
         })

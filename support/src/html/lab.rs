@@ -5,7 +5,7 @@
 //! scenario measured is drawn grey and dashed, "not measured".
 
 use super::charts::{line, rect, shorten, svg, text};
-use super::{coord, el, number, text_el, El};
+use super::{coord, el, round_trip, text_el, El};
 use crate::report::{PairFigure, Reach};
 use crate::spec::{HostSpec, LabSpec, Role};
 
@@ -14,8 +14,10 @@ use crate::spec::{HostSpec, LabSpec, Role};
 pub struct Direction {
     /// None: no measurement of this direction.
     pub reach: Option<Reach>,
-    /// The round trip of the measurement that gave `reach`, if it has one.
+    /// The round trip of the measurement that gave `reach`, if it has one, and what its probe
+    /// rounds it to.
     pub rtt_ms: Option<f64>,
+    pub resolution_ms: Option<f64>,
     /// Its endpoint or DERP region.
     pub via: Option<String>,
     /// Its probe (`tailscale ping`, `ping (ICMP, IPv4), mean of 5`).
@@ -47,6 +49,7 @@ impl Direction {
         if let Some(p) = pick {
             d.reach = Some(p.reach);
             d.rtt_ms = p.rtt_ms;
+            d.resolution_ms = p.resolution_ms;
             d.via = p.via.clone();
             d.probe = Some(p.probe.clone());
         }
@@ -57,7 +60,7 @@ impl Direction {
     /// `not measured`.
     pub fn label(&self) -> String {
         let Some(reach) = self.reach else { return "not measured".into() };
-        let rtt = self.rtt_ms.map(|ms| format!(" {} ms", number(ms))).unwrap_or_default();
+        let rtt = self.rtt_ms.map(|_| format!(" {}", round_trip(self.rtt_ms, self.resolution_ms))).unwrap_or_default();
         match reach {
             Reach::Derp => format!("DERP {}{rtt}", self.via.as_deref().unwrap_or("")).replace("  ", " "),
             r if r.is_path() => format!("{}{rtt}", r.word()),
@@ -377,6 +380,13 @@ mod tests {
         assert_eq!(Direction::of("client-2", "client-1", &[&pong, &icmp]).label(), "not measured");
         let d = Direction::of("client-1", "client-2", &[&icmp]);
         assert_eq!(d.label(), "reached 0.8 ms");
+    }
+
+    #[test]
+    fn a_pong_rounded_to_nothing_is_under_half_a_millisecond() {
+        let pong =
+            PairFigure { resolution_ms: Some(1.0), ..pair("client-1", "client-2", Reach::Direct, "tailscale ping", Some(0.0)) };
+        assert_eq!(Direction::of("client-1", "client-2", &[&pong]).label(), "direct < 0.5 ms");
     }
 
     #[test]

@@ -218,6 +218,16 @@ pub fn with_unit(value: f64, unit: &str) -> String {
     }
 }
 
+/// A round trip for people, given what its probe rounds it to: `0.782 ms`; rounded to whole
+/// milliseconds (`tailscale ping`), `1 ms` or `< 0.5 ms`; `—` where the probe measured none.
+pub fn round_trip(rtt_ms: Option<f64>, resolution_ms: Option<f64>) -> String {
+    let Some(ms) = rtt_ms.filter(|ms| ms.is_finite()) else { return "—".into() };
+    match resolution_ms {
+        Some(r) if ms < r / 2.0 => format!("< {} ms", number(r / 2.0)),
+        _ => format!("{} ms", number(ms)),
+    }
+}
+
 /// An SVG coordinate: at most two decimals.
 pub fn coord(value: f64) -> String {
     if !value.is_finite() {
@@ -358,6 +368,14 @@ mod tests {
         assert_eq!(coord(12.0), "12");
         assert_eq!(coord(-0.001), "0");
         assert_eq!(coord(1.23456), "1.23");
+    }
+
+    #[test]
+    fn a_rounded_round_trip_says_so() {
+        assert_eq!(round_trip(Some(0.0), Some(1.0)), "< 0.5 ms");
+        assert_eq!(round_trip(Some(1.0), Some(1.0)), "1 ms");
+        assert_eq!(round_trip(Some(0.782), None), "0.782 ms");
+        assert_eq!(round_trip(None, None), "—");
     }
 
     #[test]
