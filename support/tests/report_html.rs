@@ -1,13 +1,14 @@
 //! report.html in a real browser: the pages `cargo mesh check`, `bench` and `matrix` write,
-//! rendered from reports built here (the check's from `tests/fixtures/report.json`, a report
-//! as a check writes it), opened in headless Chromium. The DOM Chromium builds must hold the lab's drawing,
+//! rendered from reports built here (the check's from `tests/fixtures/report.json`, the report
+//! of a real `cargo mesh check` on the netns backend, 2026-12-02, 69 of 70 scenarios passed and
+//! one skipped), opened in headless Chromium. The DOM Chromium builds must hold the lab's drawing,
 //! the charts and the tables; the page must load nothing from outside, and raise no script error
 //! (Chromium's console is captured, and a page with a deliberate error shows the capture works).
 //!
 //! Where Chromium is not installed the test says SKIPPED and how to install it, and passes;
 //! with `MESH_REQUIRE_PREREQUISITES=1` (CI, which installs it) it fails instead.
-//! `MESH_REPORT_SCREENSHOT=docs/report.png` also saves the check page's screenshot there (how
-//! the README's picture is made).
+//! `MESH_REPORT_SCREENSHOT=docs/report.png` also saves the check page's screenshot there (a
+//! relative path is the checkout's; how the README's picture is made).
 
 use meshlab::html;
 use meshlab::report::{BenchFigures, MatrixFailure, MatrixRow, Report};
@@ -171,7 +172,9 @@ fn as_serialized(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// The realistic report: a whole check's report.json (netns backend).
+/// The realistic report: a real check's report.json (netns backend), its `tailscale ping`
+/// pairs given the `resolution_ms` the harness records since (that run's harness did not yet:
+/// the CLI prints whole milliseconds, so its "0 ms" pongs were under half of one).
 fn real_report() -> Report {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report.json");
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -225,8 +228,10 @@ fn the_check_page_renders_in_a_browser_with_its_drawing_charts_and_tables() {
     let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "a PNG of a drawn page ({} bytes)", png.len());
     if let Some(keep) = std::env::var_os("MESH_REPORT_SCREENSHOT").filter(|p| !p.is_empty()) {
-        std::fs::copy(&shot, &keep).unwrap();
-        meshlab::say!("screenshot of report.html: {}", Path::new(&keep).display());
+        // A relative path is the checkout's (tests run in their package's folder, support/).
+        let keep = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(keep);
+        std::fs::copy(&shot, &keep).unwrap_or_else(|e| panic!("saving the screenshot as {}: {e}", keep.display()));
+        meshlab::say!("screenshot of report.html: {}", keep.display());
     }
 }
 
