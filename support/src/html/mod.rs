@@ -170,7 +170,7 @@ dl.facts dt { color: #555; } dl.facts dd { margin: 0; }
 a { color: #0b57d0; }
 ";
 
-/// A whole page: its title, what it is (one line under the title) and its sections.
+/// A whole page: its title and its sections, with the stylesheet.
 pub fn page(title: &str, sections: Vec<El>) -> String {
     let mut out = String::from("<!DOCTYPE html>\n<html lang=\"en\"><head>");
     out.push_str(&el("meta").attr("charset", "utf-8").render());
