@@ -7,6 +7,7 @@ use anyhow::{ensure, Result};
 use meshlab::criteria::{SC001, SC002};
 use meshlab::lab;
 use meshlab::ping::ping;
+use meshlab::report::{PairFigure, Reach};
 use meshlab::tailscale::BackendState;
 use rstest::rstest;
 use serial_test::serial;
@@ -90,6 +91,8 @@ fn pings_peer_over_the_tailnet(#[case] from: &str, #[case] to: &str) -> Result<(
     // Every address the tailnet assigned: IPv4, and IPv6 where headscale gave one.
     for ip in ips {
         let stats = ping(lab.host(from)?, ip, 5).map_err(|e| e.context(format!("{from} pinging {to} at {ip}")))?;
+        let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
+        PairFigure::new(from, to, Reach::Reached, &format!("ping (ICMP, {family}), mean of 5")).rtt(stats.avg).record();
         // Latency as ping reports it: the mean round trip. A single late reply is the host's
         // scheduler (five VMs emulated on two cores), not the mesh; every reply must still come.
         // On emulated hosts it is measured but not held to the limit (the reason says why).
@@ -115,6 +118,7 @@ fn tailscale_ping_reaches_peer(#[case] from: &str, #[case] to: &str) -> Result<(
     let ip = lab.tailnet_ipv4(to)?;
     let pong = lab.client(from)?.ping(&ip)?;
     meshlab::say!("tailscale ping {from} → {to}: {:?} in {:.1?}", pong.path, pong.latency);
+    pong.figure(from, to).record();
     SC002
         .measured(pong.latency.as_secs_f64() * 1e3)
         .unless(lab.emulated().map(|why| format!("{why}: a round trip measures the emulated CPU")))

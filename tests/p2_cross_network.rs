@@ -43,6 +43,7 @@ fn takes_the_direct_path_the_topology_allows(#[case] from: &str, #[case] to: &st
     let want = lab.record.spec.direct_endpoint(from, to)?;
     let client = lab.client(from)?;
     let pong = client.await_direct(&lab.tailnet_ipv4(to)?)?;
+    pong.figure(from, to).record();
     let got = pong.path.direct_ip().expect("a direct path");
     ensure!(got == want, "{from} → {to}: expected a direct path to {want}, the path is {:?}", pong.path);
     let status = client.status()?;
@@ -50,6 +51,9 @@ fn takes_the_direct_path_the_topology_allows(#[case] from: &str, #[case] to: &st
     ensure!(cur.starts_with(&format!("{want}:")), "{from}'s status shows {to}'s CurAddr as {cur:?}, expected {want}:<port>");
     Ok(())
 }
+
+/// The lab's condition while P2 drops UDP between the subnets, as the report names it.
+const UDP_BLOCKED: &str = "UDP between the subnets blocked (P2)";
 
 /// With UDP dropped between the subnets (DERP over HTTPS and STUN to the server still allowed),
 /// cross-router pairs fall back to DERP and still talk; the same-subnet pair stays direct.
@@ -63,10 +67,15 @@ fn relays_through_derp_when_udp_between_subnets_is_blocked() -> Result<()> {
         let ip = lab.tailnet_ipv4(to)?;
         let pong = lab.client(from)?.await_relayed(&ip)?;
         say!("{from} → {to} with UDP blocked: {:?} in {:.1?}", pong.path, pong.latency);
+        pong.figure(from, to).under(UDP_BLOCKED).record();
         ping(lab.host(from)?, &ip, 3).with_context(|| format!("{from} pinging {to} through DERP"))?;
     }
     // client-2 and client-3 share subnet B: no firewall between them, they talk directly.
-    lab.client("client-2")?.await_direct(&lab.tailnet_ipv4("client-3")?)?;
+    lab.client("client-2")?
+        .await_direct(&lab.tailnet_ipv4("client-3")?)?
+        .figure("client-2", "client-3")
+        .under(UDP_BLOCKED)
+        .record();
 
     blocked.lift()?;
     let lifted = Instant::now();

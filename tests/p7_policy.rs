@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 use meshlab::guards::Undo;
 use meshlab::lab::Lab;
 use meshlab::policy::{self, live, PolicySetup, Proto};
-use meshlab::report::{skip, Figure};
+use meshlab::report::{skip, Figure, PairFigure, Reach};
 use meshlab::{budget, fixture, poll, say};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -48,6 +48,13 @@ fn allowed_attempts(lab: &Lab) -> Result<Vec<(policy::Expectation, policy::Attem
         .collect()
 }
 
+/// An attempt as a measurement of its pair for the run's report: reached or refused, by its
+/// protocol (a bounded attempt measures no round trip), under the policy.
+fn record(e: &policy::Expectation, a: &policy::Attempt) {
+    let reach = if a.connected { Reach::Reached } else { Reach::Refused };
+    PairFigure::new(e.from, e.to, reach, &e.proto.to_string()).under(policy::CONDITION).record();
+}
+
 fn service_ports() -> BTreeSet<u16> {
     [policy::SERVICE_PORT, policy::OTHER_PORT].into()
 }
@@ -70,6 +77,7 @@ fn allowed_pairs_connect_on_the_allowed_port_and_by_icmp() -> Result<()> {
             a.evidence
         );
         say!("allowed, and connected: {}", a.evidence);
+        record(&e, &a);
     }
     Ok(())
 }
@@ -96,8 +104,9 @@ fn denied_pairs_do_not_connect_in_either_direction() -> Result<()> {
     let denied: Vec<_> = policy::builtin_expectations().into_iter().filter(|e| !e.allowed).collect();
     let attempts = meshlab::fanout::all("denied probe", &denied, |e| live::blocked(lab, e.from, e.to, e.proto))?;
     let mut connected = Vec::new();
-    for a in attempts {
+    for (e, a) in denied.iter().zip(attempts) {
         say!("denied, {}: {}", if a.connected { "but CONNECTED" } else { "and did not connect" }, a.evidence);
+        record(e, &a);
         if a.connected {
             connected.push(a.evidence);
         }

@@ -141,6 +141,12 @@ pub fn stop() -> Duration {
 pub fn go_build() -> Duration {
     scaled(1800.0)
 }
+/// Headless Chromium loading one local report.html and printing its DOM or a screenshot (the
+/// page's browser test): about 3 s measured here on 2 busy cores, most of it the browser's own
+/// start; a browser that has not finished in a minute is hung.
+pub fn browser() -> Duration {
+    scaled(60.0)
+}
 /// Installing missing Debian packages.
 pub fn apt() -> Duration {
     scaled(600.0)

@@ -9,8 +9,10 @@
 //! - [`headscale`], [`tailscale`]: the real programs, driven through their CLIs;
 //! - [`lab`]: building and attaching to a whole lab; [`registry`]: finding and removing labs;
 //! - [`fixture`]: the lab scenarios share; [`report`]: criteria and the run's report;
+//!   [`html`]: the report as a self-contained page, `report.html`;
 //! - [`poll`], [`budget`], [`exec`], [`process`]: waiting, time limits, commands, services;
-//! - [`prereq`]: what a lab needs on this machine; [`doctor`]: what it has and lacks, looked at.
+//! - [`prereq`]: what a lab needs on this machine; [`doctor`]: what it has and lacks, looked at;
+//!   [`database`]: SQLite or the lab's PostgreSQL.
 
 pub mod progress;
 
@@ -26,6 +28,7 @@ pub mod fanout;
 pub mod fixture;
 pub mod guards;
 pub mod headscale;
+pub mod html;
 pub mod images;
 pub mod lab;
 pub mod panics;

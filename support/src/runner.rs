@@ -4,7 +4,7 @@
 //! written; `cargo test` and `cargo mesh check` run the same code.
 
 use crate::exec::tail;
-use crate::report::{Scenario, Status, CRITERIA_FILE_VAR};
+use crate::report::{log_file_name, Scenario, Status, CRITERIA_FILE_VAR};
 use crate::{budget, say};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -150,7 +150,7 @@ pub fn run_scenarios(
                 scenarios.push(Scenario { id, name, status: Status::NotRun, seconds: 0.0, reason: None });
                 continue;
             }
-            let log_path = logs_dir.join(format!("{}.log", id.replace("::", "__")));
+            let log_path = logs_dir.join(log_file_name(&id));
             let log = std::fs::File::create(&log_path)?;
             let started = Instant::now();
             let mut child = Command::new(&binary.path)

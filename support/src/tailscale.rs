@@ -2,6 +2,7 @@
 
 use crate::backend::Host;
 use crate::exec::Output;
+use crate::report::{PairFigure, Reach};
 use crate::{budget, poll};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
@@ -235,6 +236,21 @@ impl<'a> Tailscale<'a> {
             timeout + budget::command(),
         )?;
         parse_pong(&out.stdout).ok_or_else(|| anyhow!("no pong from {target}: {}", out.describe_failure()))
+    }
+}
+
+impl Pong {
+    /// This pong as a measurement of the pair `from` → `to` for the run's report: its path,
+    /// the endpoint or region it went by, its round trip.
+    pub fn figure(&self, from: &str, to: &str) -> PairFigure {
+        let (reach, via) = match &self.path {
+            Path::Direct(endpoint) => (Reach::Direct, endpoint),
+            Path::Derp(region) => (Reach::Derp, region),
+            Path::PeerRelay(relay) => (Reach::PeerRelay, relay),
+        };
+        // The CLI prints the latency rounded to the millisecond (cmd/tailscale/cli/ping.go:
+        // `.Round(time.Millisecond)`, 1.98.10): a pong "in 0s" took under half of one.
+        PairFigure::new(from, to, reach, "tailscale ping").via(via).rtt(self.latency).rounded_to(Duration::from_millis(1))
     }
 }
 

@@ -507,6 +507,10 @@ pub struct Attempt {
     pub evidence: String,
 }
 
+/// The lab's condition while P7 probes the built-in policy's pairs, as the report names it
+/// (`report::PairFigure::condition`).
+pub const CONDITION: &str = "the built-in ACL policy (P7)";
+
 /// `host:port` → (`host`, the port to probe: the first of a list or range, `*` the service port).
 pub fn split_destination(dst: &str) -> Result<(String, u16)> {
     let (alias, ports) = dst.rsplit_once(':').ok_or_else(|| anyhow!("destination {dst:?} is not host:port"))?;

@@ -1,30 +1,17 @@
 //! `cargo mesh bench`: build and check a lab N times and report the median of each phase,
-//! the pass count (SC-008) and the lab's memory peak.
+//! the pass count (SC-008) and the lab's memory peak: `bench.json` and `report.html` in
+//! `target/mesh/bench/<date>/`, each run's own report.json and report.html in its lab's folder.
 
 use crate::{check, table};
 use anyhow::Result;
 use meshlab::criteria::{SC007, SC008};
 use meshlab::lab::{Lab, LabOptions};
-use meshlab::report::Criterion;
+use meshlab::report::BenchFigures;
 use meshlab::{runner, say};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-
-#[derive(Serialize)]
-struct Figures {
-    date: String,
-    machine: String,
-    runs: u32,
-    passed: u32,
-    /// Phase → median seconds (memory in MiB).
-    medians: BTreeMap<String, f64>,
-    /// Phase → every run's figure.
-    samples: BTreeMap<String, Vec<f64>>,
-    criteria: Vec<Criterion>,
-}
 
 pub fn run(runs: u32, json: Option<PathBuf>, from_scratch: bool) -> Result<ExitCode> {
     let options = LabOptions::from_env()?;
@@ -37,6 +24,7 @@ pub fn run(runs: u32, json: Option<PathBuf>, from_scratch: bool) -> Result<ExitC
         criteria.push(SC007.measured(seconds));
     }
     let mut passed = 0;
+    let mut reports = Vec::new();
     for i in 1..=runs.max(1) {
         say!("bench run {i} of {runs}");
         let started = Instant::now();
@@ -59,6 +47,8 @@ pub fn run(runs: u32, json: Option<PathBuf>, from_scratch: bool) -> Result<ExitC
         add("4 mesh converged since lab start (s)", t.converged_since_start);
         add("5 scenarios (s)", scenarios_s);
         add("6 lab memory peak (MiB)", lab.peak_rss_mib());
+        check::write_report(&lab, &check::report(&lab, &outcome, started), None)?;
+        reports.push(lab.record.dir.join("report.json"));
         lab.teardown()?;
         add("7 whole check: lab start to teardown (s)", started.elapsed().as_secs_f64());
         if outcome.passed {
@@ -81,10 +71,20 @@ pub fn run(runs: u32, json: Option<PathBuf>, from_scratch: bool) -> Result<ExitC
     }
     println!("{passed}/{runs} runs passed first time");
     let ok = criteria.iter().all(|c| c.ok || c.skipped.is_some());
-    let figures = Figures { date: check::now_utc(), machine: machine(), runs, passed, medians, samples, criteria };
+    let date = check::now_utc();
+    let figures = BenchFigures { date: date.clone(), machine: machine(), runs, passed, medians, samples, criteria, reports };
+    let text = serde_json::to_string_pretty(&figures)?;
+    let dir = meshlab::paths::target_dir().join("mesh").join("bench").join(date.replace(':', ""));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("bench.json"), &text)?;
+    let page = dir.join("report.html");
+    meshlab::html::write(&page, &meshlab::html::bench::page(&figures, &dir))?;
+    println!("figures: {}\npage:    {}", dir.join("bench.json").display(), page.display());
     if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(&figures)?)?;
-        println!("figures: {}", path.display());
+        std::fs::write(&path, &text)?;
+        let page = meshlab::html::beside(&path);
+        meshlab::html::write(&page, &meshlab::html::bench::page(&figures, &meshlab::html::folder_of(&page)))?;
+        println!("figures: {}\npage:    {}", path.display(), page.display());
     }
     Ok(if ok && passed == runs { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

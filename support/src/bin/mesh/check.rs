@@ -4,7 +4,7 @@ use crate::table;
 use anyhow::Result;
 use meshlab::lab::{Lab, LabOptions};
 use meshlab::process::Lifetime;
-use meshlab::report::{read_criteria, read_figures, Report, Status};
+use meshlab::report::{read_criteria, read_figures, read_pairs, Report, Status};
 use meshlab::runner::{self, RunOutcome};
 use meshlab::say;
 use meshlab::upgrade::Plan;
@@ -56,7 +56,7 @@ pub fn run(json: Option<PathBuf>, keep: bool) -> Result<ExitCode> {
 /// disruptive ones. Measurements all go to `lab`'s criteria file.
 pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary]) -> Result<RunOutcome> {
     let dir = &lab.record.dir;
-    let (logs, criteria) = (dir.join("scenarios"), dir.join("criteria.jsonl"));
+    let (logs, criteria) = (dir.join(meshlab::report::SCENARIO_LOGS), dir.join("criteria.jsonl"));
     let mut outcome = RunOutcome::new();
     for binary in binaries {
         let group = std::slice::from_ref(binary);
@@ -149,6 +149,8 @@ pub fn report(lab: &Lab, outcome: &RunOutcome, started: Instant) -> Report {
         scenarios: outcome.scenarios.clone(),
         criteria: read_criteria(&r.dir.join("criteria.jsonl")),
         figures: read_figures(&r.dir.join("criteria.jsonl")),
+        pairs: read_pairs(&r.dir.join("criteria.jsonl")),
+        spec: Some(r.spec.clone()),
         artifacts: r.dir.display().to_string(),
         headscale_config: r.headscale_config.is_some().then(|| lab.effective_config()),
     }
@@ -208,14 +210,20 @@ fn print_summary(report: &Report) {
     );
 }
 
-fn write_report(lab: &Lab, report: &Report, extra: Option<&PathBuf>) -> Result<()> {
+/// `report.json` and `report.html` in the lab's folder, and at `extra` (`--json`) with its
+/// page beside it (`x.json` → `x.html`).
+pub fn write_report(lab: &Lab, report: &Report, extra: Option<&PathBuf>) -> Result<()> {
     let text = serde_json::to_string_pretty(report)?;
     let in_lab = lab.record.dir.join("report.json");
     std::fs::write(&in_lab, &text)?;
-    println!("report: {}", in_lab.display());
+    let page = meshlab::html::beside(&in_lab);
+    meshlab::html::write(&page, &meshlab::html::check::page(report, &lab.record.dir))?;
+    println!("report: {}\npage:   {}", in_lab.display(), page.display());
     if let Some(path) = extra {
         std::fs::write(path, &text).map_err(|e| anyhow::anyhow!("writing the report to {}: {e}", path.display()))?;
-        println!("report: {}", path.display());
+        let page = meshlab::html::beside(path);
+        meshlab::html::write(&page, &meshlab::html::check::page(report, &meshlab::html::folder_of(&page)))?;
+        println!("report: {}\npage:   {}", path.display(), page.display());
     }
     Ok(())
 }

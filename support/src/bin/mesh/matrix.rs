@@ -12,40 +12,15 @@ use crate::{check, table};
 use anyhow::{bail, Context, Result};
 use meshlab::combos::{self, Combo};
 use meshlab::lab::LabOptions;
-use meshlab::report::{Report, Status};
-use meshlab::tools::{self, Versions};
+use meshlab::report::{MatrixFailure as Failure, MatrixRow as Row, Report, Status};
+use meshlab::tools;
 use meshlab::{runner, say, upgrade};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-
-/// One combination's row of the grid, and of the JSON.
-#[derive(Serialize, Clone)]
-struct Row {
-    combination: String,
-    /// As the binaries report themselves (from its report; none if it never got a lab).
-    versions: Option<Versions>,
-    /// `passed`, `failed`, or `not built` (a release of it could not be built here).
-    verdict: String,
-    /// `61/61`.
-    scenarios: String,
-    first_failure: Option<Failure>,
-    seconds: f64,
-    /// Its report.json, if it got as far as a lab.
-    report: Option<PathBuf>,
-    /// Its whole output.
-    log: PathBuf,
-}
-
-#[derive(Serialize, Clone)]
-struct Failure {
-    scenario: String,
-    cause: String,
-}
 
 pub fn run(combos: Option<String>, jobs: usize, json: Option<PathBuf>) -> Result<ExitCode> {
     let started = Instant::now();
@@ -131,12 +106,17 @@ pub fn run(combos: Option<String>, jobs: usize, json: Option<PathBuf>) -> Result
     let rows: Vec<Row> = rows.into_inner().unwrap().into_values().collect();
     print_grid(&rows, started);
     let text = serde_json::to_string_pretty(&rows)?;
+    let seconds = started.elapsed().as_secs_f64();
     let in_dir = dir.join("matrix.json");
     std::fs::write(&in_dir, &text)?;
-    println!("grid: {}", in_dir.display());
+    let page = dir.join("report.html");
+    meshlab::html::write(&page, &meshlab::html::matrix::page(&rows, seconds, &dir))?;
+    println!("grid: {}\npage: {}", in_dir.display(), page.display());
     if let Some(path) = json {
         std::fs::write(&path, &text).with_context(|| format!("writing the grid to {}", path.display()))?;
-        println!("grid: {}", path.display());
+        let page = meshlab::html::beside(&path);
+        meshlab::html::write(&page, &meshlab::html::matrix::page(&rows, seconds, &meshlab::html::folder_of(&page)))?;
+        println!("grid: {}\npage: {}", path.display(), page.display());
     }
     Ok(if rows.iter().all(|r| r.verdict == "passed") { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -225,9 +205,7 @@ fn run_one(combo: &Combo, clients: &[String], report_path: &Path, log: PathBuf) 
                 scenario: s.name.clone(),
                 cause: match removed {
                     Some(line) => one_line(line),
-                    None => cause_in(
-                        &Path::new(&report.artifacts).join("scenarios").join(format!("{}.log", s.id.replace("::", "__"))),
-                    ),
+                    None => cause_in(&s.log_path(Path::new(&report.artifacts))),
                 },
             });
             row.report = Some(Path::new(&report.artifacts).join("report.json"));
