@@ -119,6 +119,12 @@ pub fn expiry_propagation() -> Duration {
 pub fn ephemeral_removal() -> Duration {
     scaled(15.0)
 }
+/// A node whose map session ended (its tailscaled killed) listed offline: headscale 0.29 waits
+/// up to 10 s, a look a second, for it to reconnect before it marks it offline — and only then
+/// starts an ephemeral node's inactivity timer (`hscontrol/poll.go`); then a CLI call or two.
+pub fn reconnect_grace() -> Duration {
+    scaled(10.0) + ephemeral_removal()
+}
 /// How long before an ephemeral node's inactivity timeout elapses it is checked to be still
 /// listed: a CLI call takes well under a second here and a few on a VM, so the answer is of
 /// before the deadline.
