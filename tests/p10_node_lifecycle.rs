@@ -230,7 +230,7 @@ fn a_vanished_ephemeral_node_is_removed_after_its_inactivity_timeout_and_not_bef
     ensure!(removed >= timeout, "{NODE} was removed {removed:.1?} after it vanished, before its {timeout:?} timeout");
     Figure::new(
         "P10-ephemeral-vanished-removed",
-        "a vanished ephemeral node gone, from its tailscaled's kill (headscale's reconnect wait and the timeout included)",
+        "a vanished ephemeral node gone, from its kill (timeout and reconnect wait included)",
         removed.as_secs_f64(),
         "s",
     )
