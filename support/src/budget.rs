@@ -107,6 +107,41 @@ pub fn pong() -> Duration {
 pub fn policy_propagation() -> Duration {
     scaled(30.0)
 }
+/// A node the admin expired (`headscale nodes expire`) shown expired by every peer: headscale
+/// sends the change to every peer with its next map update (about a second here, as a policy
+/// change); SC-005's 30 s.
+pub fn expiry_propagation() -> Duration {
+    scaled(30.0)
+}
+/// An ephemeral node gone from `headscale nodes list` once it is due: headscale deletes it in
+/// the logout's own request, or the moment its inactivity timer fires; the rest is a CLI call
+/// or two on a busy machine.
+pub fn ephemeral_removal() -> Duration {
+    scaled(15.0)
+}
+/// A node whose map session ended (its tailscaled killed) listed offline: headscale 0.29 waits
+/// up to 10 s, a look a second, for it to reconnect before it marks it offline — and only then
+/// starts an ephemeral node's inactivity timer (`hscontrol/poll.go`); then a CLI call or two.
+pub fn reconnect_grace() -> Duration {
+    scaled(10.0) + ephemeral_removal()
+}
+/// How long before an ephemeral node's inactivity timeout elapses it is checked to be still
+/// listed: a CLI call takes well under a second here and a few on a VM, so the answer is of
+/// before the deadline.
+pub fn before_deadline() -> Duration {
+    scaled(5.0)
+}
+/// The longest ephemeral inactivity timeout (`node.ephemeral.inactivity_timeout`) a scenario
+/// waits out: each such test waits it once, plus a removal budget, within [`scenario`]'s 600 s.
+/// A longer one (the lab's default is 30 min) is skipped with the reason, never waited.
+pub fn longest_inactivity_waited() -> Duration {
+    scaled(300.0)
+}
+/// The pause between two looks at a condition that must hold throughout a span (a node still
+/// listed): each look is a CLI call, and the span is a minute or more.
+pub fn hold_interval() -> Duration {
+    Duration::from_secs(1)
+}
 /// A path change: a dead direct path is trusted for 6.5 s before magicsock falls back to
 /// DERP; a new one takes a few disco rounds.
 pub fn path_change() -> Duration {

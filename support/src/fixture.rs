@@ -67,6 +67,28 @@ pub fn policy_lab() -> (&'static Lab, std::sync::MutexGuard<'static, ()>) {
     (lab, guard)
 }
 
+/// P10's lab: node lifecycle. Its headscale runs with the shortest ephemeral inactivity
+/// timeout it accepts (`LabOptions::for_lifecycle`), and its late client, client-4, is the one
+/// the scenarios register, expire, log out and kill. The guard serializes P10's tests within a
+/// process: they take turns with client-4. Attached to when `MESH_LAB` names a lab with a late
+/// client (a lab with the default 30 min timeout skips what would wait it out, saying so).
+pub fn lifecycle_lab() -> (&'static Lab, std::sync::MutexGuard<'static, ()>) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let build = || LabOptions::from_env().map(LabOptions::for_lifecycle).and_then(Lab::build);
+    let lab = once(build, |lab| {
+        if lab.record.spec.late_clients().next().is_none() {
+            bail!(
+                "MESH_LAB names lab {}, which has no client that joins later (a policy lab has none): unset MESH_LAB \
+                 (the test builds its own), or start one with `cargo mesh up`",
+                lab.record.run_id
+            );
+        }
+        Ok(())
+    });
+    (lab, guard)
+}
+
 /// The process's lab: attached to (`MESH_LAB`, then checked) or built, once.
 fn once(build: impl FnOnce() -> anyhow::Result<Lab>, check: impl Fn(&Lab) -> anyhow::Result<()>) -> &'static Lab {
     let lab = LAB.get_or_init(|| {

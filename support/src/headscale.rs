@@ -29,7 +29,19 @@ pub struct Headscale<'a> {
     pub user_config: Option<&'a UserConfig>,
     /// The database it keeps its state in.
     pub database: Database,
+    /// `node.ephemeral.inactivity_timeout` of the lab's configuration (the lifecycle lab's
+    /// short one); `None`: [`EPHEMERAL_INACTIVITY_TIMEOUT`]. A user's configuration is laid
+    /// over it as over every lab setting.
+    pub ephemeral_inactivity_timeout: Option<std::time::Duration>,
 }
+
+/// The lab's ephemeral inactivity timeout unless a lab asks for another: an ephemeral node
+/// that vanished stays listed this long (long enough that no scenario meets it by chance).
+pub const EPHEMERAL_INACTIVITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// The shortest ephemeral inactivity timeout headscale accepts: 0.27 and 0.29 refuse to start
+/// on 65 s or less ("Minimum inactivity time out is keepalive timeout (60s) plus a few
+/// seconds", `hscontrol/types/config.go`: `… is set too low, must be more than 65s`).
+pub const MIN_EPHEMERAL_INACTIVITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(66);
 
 /// A node as `headscale nodes list -o json` shows it (protobuf JSON: false and empty are omitted).
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +58,12 @@ pub struct Node {
     /// When the node's key expires(d), if ever: `tailscale logout` sets it to the logout time.
     #[serde(default)]
     pub expiry: Option<Timestamp>,
+    /// Its tags (0.29: a tagged node is owned by its tags).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The tags its pre-auth key forced on it (0.27, 0.28; 0.29 has `tags` alone).
+    #[serde(default)]
+    pub forced_tags: Vec<String>,
 }
 
 /// A node's id, hostname, given name and tailnet addresses.
@@ -71,6 +89,14 @@ pub struct Timestamp {
 }
 
 impl Node {
+    /// The tags headscale gives the node, whichever field its release lists them in.
+    pub fn all_tags(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.tags.iter().chain(&self.forced_tags).cloned().collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     /// The key has expired: the node is out of the mesh until it logs in again.
     pub fn expired(&self) -> bool {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
@@ -104,10 +130,11 @@ impl<'a> Headscale<'a> {
     pub fn lab_config(&self, spec: &LabSpec) -> serde_json::Value {
         let mut config = self.common_config(spec);
         let keys = config.as_object_mut().expect("the configuration is an object");
+        let timeout = format!("{}s", self.ephemeral_inactivity_timeout.unwrap_or(EPHEMERAL_INACTIVITY_TIMEOUT).as_secs());
         if self.release.node_settings {
-            keys.insert("node".into(), json!({ "expiry": "0s", "ephemeral": { "inactivity_timeout": "30m" } }));
+            keys.insert("node".into(), json!({ "expiry": "0s", "ephemeral": { "inactivity_timeout": timeout } }));
         } else {
-            keys.insert("ephemeral_node_inactivity_timeout".into(), json!("30m"));
+            keys.insert("ephemeral_node_inactivity_timeout".into(), json!(timeout));
         }
         if self.release.taildrop_setting {
             keys.insert("taildrop".into(), json!({ "enabled": false }));
@@ -238,6 +265,18 @@ impl<'a> Headscale<'a> {
         }
     }
 
+    /// A single-use pre-auth key of an ephemeral node (`--ephemeral`: headscale deletes the node
+    /// when it logs out, or once it has been offline for the inactivity timeout).
+    pub fn ephemeral_preauth_key(&self, user_id: u64, expiration: &str) -> Result<String> {
+        let user = user_id.to_string();
+        let args = ["preauthkeys", "create", "--user", &user, "--ephemeral", "--expiration", expiration];
+        let key = self.cli_json(&args)?;
+        match key["key"].as_str() {
+            Some(k) if !k.is_empty() => Ok(k.to_string()),
+            _ => bail!("`headscale {}` returned no key: {key}", args.join(" ")),
+        }
+    }
+
     /// A single-use pre-auth key whose node is tagged `tag`. Where the release requires a user
     /// for it (0.27, 0.28), `user_id` (the lab's user); 0.29 makes a key owned by its tag.
     pub fn tagged_preauth_key(&self, user_id: u64, tag: &str, expiration: &str) -> Result<String> {
@@ -280,6 +319,14 @@ impl<'a> Headscale<'a> {
     pub fn delete_node(&self, name: &str) -> Result<()> {
         let node = self.node(name)?;
         self.cli(&["nodes", "delete", "--identifier", &node.id.to_string(), "--force"])?.check()?;
+        Ok(())
+    }
+
+    /// Expire a node's key now, as an admin would (`headscale nodes expire --identifier ID`, the
+    /// same in 0.27 and 0.29): it stays listed and must log in again.
+    pub fn expire_node(&self, name: &str) -> Result<()> {
+        let node = self.node(name)?;
+        self.cli(&["nodes", "expire", "--identifier", &node.id.to_string()])?.check()?;
         Ok(())
     }
 

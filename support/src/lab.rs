@@ -41,6 +41,9 @@ pub struct LabOptions {
     pub headscale_config: Option<crate::userconfig::UserConfig>,
     /// The database headscale runs on (`MESH_DATABASE`, or the user's configuration's).
     pub database: crate::database::Database,
+    /// The lab configuration's `node.ephemeral.inactivity_timeout` (the lifecycle lab's
+    /// short one); `None`: the lab's default, [`crate::headscale::EPHEMERAL_INACTIVITY_TIMEOUT`].
+    pub ephemeral_inactivity_timeout: Option<Duration>,
     /// Another process whose exit removes the lab (`mesh up --until-exit-of`: a test runner
     /// such as nextest); its services are detached from this one. `None`: this process.
     pub owner: Option<ProcessId>,
@@ -61,6 +64,7 @@ impl LabOptions {
             policy: None,
             database: crate::database::Database::chosen(headscale_config.as_ref())?,
             headscale_config,
+            ephemeral_inactivity_timeout: None,
             owner: None,
         };
         options.check_client_versions()?;
@@ -80,6 +84,13 @@ impl LabOptions {
         let mut spec = self.spec.clone();
         spec.hosts.retain(|h| !(h.role == Role::Client && h.joins_later));
         Ok(LabOptions { policy, spec, ..self })
+    }
+
+    /// These options for the lifecycle lab (P10): the shortest ephemeral inactivity timeout
+    /// headscale accepts, so that a vanished ephemeral node's removal can be waited for (a
+    /// user's configuration laid over it may say otherwise; the scenarios read what it says).
+    pub fn for_lifecycle(self) -> LabOptions {
+        LabOptions { ephemeral_inactivity_timeout: Some(crate::headscale::MIN_EPHEMERAL_INACTIVITY_TIMEOUT), ..self }
     }
 
     /// The policy setup `MESH_POLICY` and `MESH_NODES` give (the built-in policy and mapping
@@ -200,6 +211,7 @@ impl Lab {
             policy: options.policy,
             headscale_config: options.headscale_config,
             database: options.database,
+            ephemeral_inactivity_timeout: options.ephemeral_inactivity_timeout,
             tools,
             tailnet_ips: BTreeMap::new(),
             timings: Timings::default(),
@@ -471,14 +483,29 @@ impl Lab {
     /// Bring a client that joins later into the mesh: start tailscaled, register it with a
     /// fresh single-use key. Returns once it is Running; a [`Joined`] guard makes it leave.
     pub fn join(&self, name: &str) -> Result<Joined<'_>> {
+        self.join_with(name, &JoinKey::User)
+    }
+
+    /// A fresh single-use pre-auth key of the lab's user, of the kind asked for, that expires
+    /// as every client's does.
+    pub fn preauth_key(&self, kind: &JoinKey) -> Result<String> {
+        let headscale = self.headscale();
+        let user = headscale.user_id(USER)?;
+        match kind {
+            JoinKey::User => headscale.preauth_key(user, KEY_EXPIRY),
+            JoinKey::Ephemeral => headscale.ephemeral_preauth_key(user, KEY_EXPIRY),
+            JoinKey::Tagged(tag) => headscale.tagged_preauth_key(user, tag, KEY_EXPIRY),
+        }
+    }
+
+    /// [`Lab::join`] with a pre-auth key of the kind asked for (ephemeral, tagged).
+    pub fn join_with(&self, name: &str, kind: &JoinKey) -> Result<Joined<'_>> {
         if !self.record.spec.host(name)?.joins_later {
             bail!("{name} is part of the mesh from the start; only a late client joins");
         }
         let client = self.client(name)?;
         let ca = std::fs::read_to_string(self.record.dir.join(CA_FILE))?;
-        let headscale = self.headscale();
-        let user = headscale.user_id(USER)?;
-        let key = headscale.preauth_key(user, KEY_EXPIRY)?;
+        let key = self.preauth_key(kind)?;
         let joined = Joined { lab: self, name: name.to_string() };
         client.start(&ca)?;
         client.await_daemon()?;
@@ -525,6 +552,7 @@ impl Lab {
             policy_path,
             user_config: self.record.headscale_config.as_ref(),
             database: self.record.database,
+            ephemeral_inactivity_timeout: self.record.ephemeral_inactivity_timeout,
         }
     }
 
@@ -542,7 +570,8 @@ impl Lab {
     /// What the scenarios depend on (base domain, prefixes, MagicDNS, extra records,
     /// nameservers), as the configuration headscale runs with says.
     pub fn settings(&self) -> crate::userconfig::Settings {
-        crate::userconfig::Settings::of(&self.headscale().config(&self.record.spec))
+        let headscale = self.headscale();
+        crate::userconfig::Settings::of_release(&headscale.config(&self.record.spec), headscale.release.node_settings)
     }
 
     /// The configuration headscale runs with, and what of the user's was replaced.
@@ -723,6 +752,15 @@ impl Lab {
         registry::forget_on_interrupt(&self.record);
         self.record.clone()
     }
+}
+
+/// The pre-auth key a client registers with: the lab user's, an ephemeral one, or one whose
+/// node is tagged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinKey {
+    User,
+    Ephemeral,
+    Tagged(String),
 }
 
 /// A late client in the mesh; dropping it takes it out again: logged out, its tailscaled

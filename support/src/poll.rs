@@ -64,6 +64,29 @@ pub fn until_every<T>(what: &str, budget: Duration, interval: Duration, mut obse
     }
 }
 
+/// The other way round from [`until`]: `observe` must hold throughout `span`, looked at every
+/// `interval` (and once more at its end); the first observation where it does not ends the
+/// check, with what was seen and when. Returns how many looks were taken.
+pub fn holds(what: &str, span: Duration, interval: Duration, mut observe: impl FnMut() -> Result<()>) -> Result<u32> {
+    let started = Instant::now();
+    let end = started + span;
+    let mut looks = 0u32;
+    loop {
+        looks += 1;
+        if let Err(e) = observe() {
+            return Err(anyhow!(
+                "{what}: it stopped holding after {:.1?} of {span:.1?} ({looks} looks): {e:#}",
+                started.elapsed()
+            ));
+        }
+        let now = Instant::now();
+        if now >= end {
+            return Ok(looks);
+        }
+        std::thread::sleep(interval.min(end - now));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +127,24 @@ mod tests {
         .to_string();
         assert!(err.contains("budget of 250") && err.contains(&format!("observation {n}")), "{err}");
         assert!(n >= 2, "a last attempt must happen at the deadline");
+    }
+
+    #[test]
+    fn holds_looks_throughout_and_fails_at_the_first_lapse() {
+        let looks = holds("always", Duration::from_millis(150), Duration::from_millis(20), || Ok(())).unwrap();
+        assert!(looks >= 3, "{looks} looks over 150 ms at 20 ms apart");
+        let mut n = 0;
+        let err = holds("until the third look", Duration::from_secs(30), Duration::from_millis(1), || {
+            n += 1;
+            if n < 3 {
+                Ok(())
+            } else {
+                bail!("look {n} saw it gone")
+            }
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("3 looks") && err.contains("look 3 saw it gone"), "{err}");
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct LabRecord {
     /// The database headscale runs on.
     #[serde(default)]
     pub database: crate::database::Database,
+    /// The ephemeral inactivity timeout of the lab's configuration, when not the default
+    /// (the lifecycle lab's short one).
+    #[serde(default)]
+    pub ephemeral_inactivity_timeout: Option<std::time::Duration>,
     /// What the backend built (its namespaces, or VMs and networks): flattened, so `lab.json`
     /// has a `netns` or a `libvirt` key.
     #[serde(flatten)]

@@ -9,10 +9,12 @@
 //! What is the same in every row, so not a column: the JSON that `nodes list`, `users list` and
 //! `preauthkeys list` print (`-o json` is Go's encoding of the same protobuf messages: `id`,
 //! `name`, `given_name`, `ip_addresses`, `online`, `expiry`; `reusable`, `used`, `expiration`,
-//! `created_at`; false and empty fields left out). Only fields the harness does not read
-//! differ: 0.27 and 0.28 list a node's `forced_tags`/`valid_tags`/`invalid_tags`, 0.29 its
-//! `tags`. `preauthkeys create --user <id> --expiration`, `users create`, `nodes delete
-//! --identifier <id> --force`, `health`, `metrics_listen_addr` and `grpc_listen_addr` are alike.
+//! `created_at`; false and empty fields left out). A node's tags differ: 0.27 and 0.28 list
+//! its `forced_tags`/`valid_tags`/`invalid_tags`, 0.29 its `tags` (`Node::all_tags` reads
+//! either). `preauthkeys create --user <id> --expiration` (and its `--ephemeral`), `users
+//! create`, `nodes delete --identifier <id> --force`, `nodes expire --identifier <id>`,
+//! `health`, `metrics_listen_addr` and `grpc_listen_addr` are alike; so is the shortest
+//! ephemeral inactivity timeout either accepts (more than 65 s).
 
 use crate::version::Version;
 use anyhow::{bail, Result};

@@ -24,6 +24,11 @@ impl TestBinary {
     pub fn priority(&self) -> String {
         self.name.split('_').next().unwrap_or_default().to_uppercase()
     }
+
+    /// `10` from `p10_node_lifecycle`: the order priorities run in.
+    pub fn priority_number(&self) -> u32 {
+        self.name.split('_').next().and_then(|p| p.strip_prefix('p')).and_then(|n| n.parse().ok()).unwrap_or(u32::MAX)
+    }
 }
 
 fn workspace_root() -> PathBuf {
@@ -57,7 +62,8 @@ pub fn build_test_binaries() -> Result<Vec<TestBinary>> {
         })
         .filter(|b| is_scenario_binary(&b.name))
         .collect();
-    binaries.sort_by_key(|b| b.name.clone());
+    // By priority number, then name: p10 after p9, not between p0 and p1.
+    binaries.sort_by_key(|b| (b.priority_number(), b.name.clone()));
     binaries.dedup_by_key(|b| b.name.clone());
     if binaries.is_empty() {
         bail!("no scenario tests found (tests/p<N>_<name>.rs)");
@@ -113,10 +119,17 @@ fn wait_within(child: &mut std::process::Child, limit: std::time::Duration, log:
 }
 
 /// Scenarios that break the mesh on purpose (`*_resilience`), rebuild its server
-/// (`*_upgrade`) or run it under an ACL policy (`*_policy`) get a lab of their own, so the
-/// shared lab's other scenarios never see the damage or the policy.
+/// (`*_upgrade`), run it under an ACL policy (`*_policy`) or expire and remove its nodes with
+/// a short ephemeral timeout (`*_lifecycle`) get a lab of their own, so the shared lab's other
+/// scenarios never see the damage, the policy or the settings.
 pub fn needs_own_lab(binary: &TestBinary) -> bool {
-    binary.name.ends_with("_resilience") || rehearses_upgrade(binary) || runs_policy(binary)
+    binary.name.ends_with("_resilience") || rehearses_upgrade(binary) || runs_policy(binary) || runs_lifecycle(binary)
+}
+
+/// The node lifecycle's scenarios (`*_lifecycle`): their own lab's server has the shortest
+/// ephemeral inactivity timeout headscale accepts.
+pub fn runs_lifecycle(binary: &TestBinary) -> bool {
+    binary.name.ends_with("_lifecycle")
 }
 
 /// The ACL policy's scenarios (`*_policy`): their own lab's server runs the policy.
@@ -243,7 +256,7 @@ impl RunOutcome {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn only_resilience_upgrade_and_policy_scenarios_get_a_lab_of_their_own() {
+    fn only_resilience_upgrade_policy_and_lifecycle_scenarios_get_a_lab_of_their_own() {
         let b = |n: &str| super::TestBinary { name: n.into(), path: "/x".into() };
         assert!(super::needs_own_lab(&b("p5_resilience")));
         assert!(super::needs_own_lab(&b("p6_upgrade")) && super::rehearses_upgrade(&b("p6_upgrade")));
@@ -251,6 +264,19 @@ mod tests {
         assert!(!super::needs_own_lab(&b("p2_cross_network")));
         assert!(super::needs_own_lab(&b("p7_policy")) && super::runs_policy(&b("p7_policy")));
         assert!(!super::runs_policy(&b("p6_upgrade")));
+        assert!(super::needs_own_lab(&b("p10_node_lifecycle")) && super::runs_lifecycle(&b("p10_node_lifecycle")));
+        assert!(!super::runs_lifecycle(&b("p7_policy")) && !super::runs_policy(&b("p10_node_lifecycle")));
+    }
+
+    #[test]
+    fn priorities_run_in_the_order_of_their_numbers() {
+        let mut names: Vec<super::TestBinary> = ["p10_node_lifecycle", "p1_connectivity", "p0_lab_isolation", "p7_policy"]
+            .iter()
+            .map(|n| super::TestBinary { name: n.to_string(), path: "/x".into() })
+            .collect();
+        names.sort_by_key(|b| (b.priority_number(), b.name.clone()));
+        let order: Vec<&str> = names.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(order, ["p0_lab_isolation", "p1_connectivity", "p7_policy", "p10_node_lifecycle"]);
     }
 
     #[test]
@@ -303,6 +329,6 @@ mod tests {
                 assert_eq!(left_out, own, "{name}: nextest's filter and runner::needs_own_lab disagree");
             }
         }
-        assert!(files >= 7, "the scenario files are found: {files}");
+        assert!(files >= 8, "the scenario files are found: {files}");
     }
 }

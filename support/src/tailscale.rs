@@ -91,6 +91,15 @@ pub struct PeerStatus {
     /// Its node key: a client that re-registers gets a new one.
     #[serde(rename = "PublicKey", default)]
     pub public_key: String,
+    /// Its node key has expired (the control server says so, or its `KeyExpiry` has passed).
+    #[serde(rename = "Expired", default)]
+    pub expired: bool,
+    /// When its node key expires or expired, if it does (RFC 3339).
+    #[serde(rename = "KeyExpiry", default)]
+    pub key_expiry: Option<String>,
+    /// Its ACL tags.
+    #[serde(rename = "Tags", default)]
+    pub tags: Option<Vec<String>>,
 }
 
 impl Status {
@@ -106,6 +115,10 @@ impl Status {
 impl PeerStatus {
     pub fn ips(&self) -> &[String] {
         self.tailscale_ips.as_deref().unwrap_or_default()
+    }
+
+    pub fn tags(&self) -> &[String] {
+        self.tags.as_deref().unwrap_or_default()
     }
 }
 
@@ -185,17 +198,17 @@ impl<'a> Tailscale<'a> {
 
     /// Register with a pre-auth key; returns once the node is Running.
     pub fn up(&self, login_server: &str, auth_key: &str, hostname: &str) -> Result<()> {
+        self.up_with(login_server, auth_key, hostname, &[])
+    }
+
+    /// [`Tailscale::up`] with more of `tailscale up`'s flags (`--force-reauth`).
+    pub fn up_with(&self, login_server: &str, auth_key: &str, hostname: &str, flags: &[&str]) -> Result<()> {
         let socket = format!("--socket={}", self.socket());
         let timeout = format!("--timeout={}s", budget::register().as_secs());
-        let argv = [
-            self.tailscale.as_str(),
-            socket.as_str(),
-            "up",
-            &format!("--login-server={login_server}"),
-            &format!("--auth-key={auth_key}"),
-            &format!("--hostname={hostname}"),
-            &timeout,
-        ];
+        let (server, key, name) =
+            (format!("--login-server={login_server}"), format!("--auth-key={auth_key}"), format!("--hostname={hostname}"));
+        let mut argv = vec![self.tailscale.as_str(), socket.as_str(), "up", &server, &key, &name, &timeout];
+        argv.extend_from_slice(flags);
         self.host
             .exec(&argv, None, budget::register() + budget::command())?
             .check()

@@ -373,10 +373,71 @@ pub struct Settings {
     pub global_nameservers: Vec<String>,
     /// Split DNS: domain → its nameservers.
     pub split_nameservers: Vec<(String, Vec<String>)>,
+    /// How long an ephemeral node may be offline before headscale deletes it, as headscale
+    /// resolves it ([`ephemeral_inactivity_timeout`]); `None` where the value is not a Go
+    /// duration this harness reads.
+    pub ephemeral_inactivity_timeout: Option<std::time::Duration>,
+}
+
+/// headscale's default ephemeral inactivity timeout (0.27 and 0.29: `120s`).
+pub const DEFAULT_EPHEMERAL_INACTIVITY_TIMEOUT: &str = "120s";
+
+/// The ephemeral inactivity timeout `config` gives, resolved as headscale does: 0.29
+/// (`node_settings`) reads `node.ephemeral.inactivity_timeout` when it is set and not empty,
+/// then 0.27's top-level `ephemeral_node_inactivity_timeout`, then its default
+/// (`resolveEphemeralInactivityTimeout`); 0.27 reads its own key alone. The text it found.
+pub fn ephemeral_inactivity_timeout(config: &Value, node_settings: bool) -> String {
+    let text = |key: &str| match get(config, key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    };
+    let new = if node_settings { text("node.ephemeral.inactivity_timeout") } else { None };
+    new.or_else(|| text("ephemeral_node_inactivity_timeout")).unwrap_or_else(|| DEFAULT_EPHEMERAL_INACTIVITY_TIMEOUT.into())
+}
+
+/// A Go `time.Duration` string (`66s`, `30m`, `1h30m`, `1.5s`, `0`), as headscale's
+/// configuration takes it; `None` if it is not one.
+pub fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total = 0.0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).filter(|&i| i > 0)?;
+        let n: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * factor;
+        rest = &rest[unit_len..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
 }
 
 impl Settings {
+    /// As headscale 0.29 reads `config` (see [`Settings::of_release`]).
     pub fn of(config: &Value) -> Settings {
+        Settings::of_release(config, true)
+    }
+
+    /// What `config` says, read as a release does that has (`node_settings`, 0.29) or has not
+    /// (0.27) the `node:` section.
+    pub fn of_release(config: &Value, node_settings: bool) -> Settings {
         let text = |key: &str| get(config, key).and_then(Value::as_str).unwrap_or_default().to_string();
         let strings = |v: &Value| v.as_array().map(|a| a.iter().map(show).collect()).unwrap_or_default();
         Settings {
@@ -393,6 +454,7 @@ impl Settings {
                 .and_then(Value::as_object)
                 .map(|m| m.iter().map(|(d, ns)| (d.clone(), strings(ns))).collect())
                 .unwrap_or_default(),
+            ephemeral_inactivity_timeout: parse_go_duration(&ephemeral_inactivity_timeout(config, node_settings)),
         }
     }
 
@@ -586,6 +648,27 @@ mod tests {
         let e = apply(&lab(), None, false);
         assert_eq!(e.config, lab());
         assert!(e.replacements.is_empty() && e.path.is_none());
+    }
+
+    #[test]
+    fn the_ephemeral_timeout_is_read_as_headscale_reads_it() {
+        let secs = std::time::Duration::from_secs;
+        let mut short = lab();
+        short["node"] = json!({ "ephemeral": { "inactivity_timeout": "66s" } });
+        let user = theirs("node: { expiry: 0s }\n");
+        assert_eq!(Settings::of(&apply(&short, Some(&user), false).config).ephemeral_inactivity_timeout, Some(secs(66)));
+        // 0.29: the new key first, then 0.27's, then the default; 0.27 reads its own alone.
+        let both = json!({ "node": { "ephemeral": { "inactivity_timeout": "66s" } }, "ephemeral_node_inactivity_timeout": "5m" });
+        assert_eq!(Settings::of_release(&both, true).ephemeral_inactivity_timeout, Some(secs(66)));
+        assert_eq!(Settings::of_release(&both, false).ephemeral_inactivity_timeout, Some(secs(300)));
+        let old = json!({ "node": { "ephemeral": { "inactivity_timeout": "" } }, "ephemeral_node_inactivity_timeout": "1h30m" });
+        assert_eq!(Settings::of(&old).ephemeral_inactivity_timeout, Some(secs(5400)));
+        assert_eq!(Settings::of(&json!({})).ephemeral_inactivity_timeout, Some(secs(120)));
+        assert_eq!(parse_go_duration("1.5s"), Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("1m5s"), Some(secs(65)));
+        assert_eq!(parse_go_duration("0"), Some(secs(0)));
+        assert_eq!(parse_go_duration("66"), None);
+        assert_eq!(parse_go_duration("5 minutes"), None);
     }
 
     #[test]

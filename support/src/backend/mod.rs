@@ -37,6 +37,11 @@ pub trait Host: Send + Sync {
     /// Stop a service: SIGTERM, then SIGKILL after the stop budget. Stopping a stopped one is fine.
     fn stop_service(&self, service: &str) -> Result<()>;
 
+    /// Kill a running service at once (SIGKILL): it says nothing to anyone on its way out, as
+    /// a host that crashed (its sockets are closed by the kernel). [`Host::stop_service`] still
+    /// tidies up after it.
+    fn kill_service(&self, service: &str) -> Result<()>;
+
     /// Tell a running service to reload its configuration: SIGHUP to its recorded process
     /// (headscale reads its file-mode ACL policy again on it).
     fn reload_service(&self, service: &str) -> Result<()>;

@@ -186,6 +186,19 @@ impl Host for VmHost {
         Ok(())
     }
 
+    fn kill_service(&self, service: &str) -> Result<()> {
+        let unit = Self::unit(service);
+        self.exec(&["systemctl", "kill", "--signal=KILL", &unit], None, budget::command())?
+            .check()
+            .with_context(|| format!("on {}: SIGKILL to {service}", self.name))?;
+        crate::poll::until(&format!("{service} on {} gone after SIGKILL", self.name), budget::stop(), || {
+            if self.service_running(service) {
+                bail!("{unit} is still active");
+            }
+            Ok(())
+        })
+    }
+
     fn reload_service(&self, service: &str) -> Result<()> {
         let unit = Self::unit(service);
         self.exec(&["systemctl", "kill", "--signal=HUP", &unit], None, budget::command())?

@@ -126,6 +126,18 @@ impl Host for NetnsHost {
         Ok(())
     }
 
+    fn kill_service(&self, service: &str) -> Result<()> {
+        let id = self
+            .recorded(service)
+            .filter(|id| id.alive())
+            .ok_or_else(|| anyhow!("on {}: {service} is not running", self.name))?;
+        // By its recorded pid and start time, never by name.
+        use nix::sys::signal::{kill, Signal};
+        kill(nix::unistd::Pid::from_raw(id.pid as i32), Signal::SIGKILL)
+            .map_err(|e| anyhow!("on {}: SIGKILL to {service} (pid {}): {e}", self.name, id.pid))?;
+        id.gone_within(budget::stop()).with_context(|| format!("on {}: {service} (pid {}) after SIGKILL", self.name, id.pid))
+    }
+
     fn reload_service(&self, service: &str) -> Result<()> {
         let id = self
             .recorded(service)

@@ -64,6 +64,8 @@ pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary])
         if let (Some(own_options), true) = (own_options, outcome.passed) {
             if runner::runs_policy(binary) {
                 say!("{} runs the mesh under an ACL policy: it gets a lab of its own", binary.priority());
+            } else if runner::runs_lifecycle(binary) {
+                say!("{} expires and removes nodes, with a short ephemeral timeout: it gets a lab of its own", binary.priority());
             } else {
                 say!("{} breaks the mesh or its server on purpose: it gets a lab of its own", binary.priority());
             }
@@ -107,6 +109,9 @@ fn own_lab_options(binary: &runner::TestBinary, options: &LabOptions) -> Result<
     let own = LabOptions { lifetime: Lifetime::WithOwner, ..options.clone() };
     if runner::runs_policy(binary) {
         return Ok(Some(own.under_policy()?));
+    }
+    if runner::runs_lifecycle(binary) {
+        return Ok(Some(own.for_lifecycle()));
     }
     if !runner::rehearses_upgrade(binary) {
         return Ok(Some(own));
