@@ -145,6 +145,19 @@ pub fn rehearses_upgrade(binary: &TestBinary) -> bool {
 /// Run every test of `binaries` alone, in order, against the lab in `lab_dir`; after the
 /// first failure (or from the start, if `skip` says an earlier one failed) the rest are
 /// marked `not run`. Each test's output goes to `logs_dir`.
+/// The scenarios of `binaries`, every one reported skipped for `reason` and none run.
+pub fn skip_scenarios(binaries: &[TestBinary], reason: &str) -> Result<RunOutcome> {
+    let mut scenarios = Vec::new();
+    for binary in binaries {
+        for test in list_tests(binary)? {
+            let id = format!("{}::{test}", binary.name);
+            let name = format!("{} {}", binary.priority(), test.replace("::", " ").replace('_', " "));
+            scenarios.push(Scenario { id, name, status: Status::Skipped, seconds: 0.0, reason: Some(reason.to_string()) });
+        }
+    }
+    Ok(RunOutcome { passed: true, scenarios })
+}
+
 pub fn run_scenarios(
     binaries: &[TestBinary],
     lab_dir: &Path,

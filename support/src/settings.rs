@@ -34,6 +34,7 @@ pub fn validate() -> Result<()> {
         version(var)?;
     }
     client_versions()?;
+    priorities()?;
     if let Ok(v) = std::env::var("MESH_ACCEL") {
         if !matches!(v.trim(), "" | "auto" | "tcg") {
             bail!("MESH_ACCEL={v:?} is not an accelerator choice: use tcg (force QEMU's emulation) or auto (KVM where it truly works)");
@@ -104,6 +105,36 @@ fn parse_client_versions(text: &str) -> Result<BTreeMap<String, Version>> {
     Ok(clients)
 }
 
+/// `MESH_PRIORITIES` (`--priorities`): the scenario files a check runs, by priority number:
+/// `0-7`, `0,1,5`, `2-4,10`. `None`: every one. The others are reported skipped, saying so.
+pub const PRIORITIES_VAR: &str = "MESH_PRIORITIES";
+
+pub fn priorities() -> Result<Option<Vec<std::ops::RangeInclusive<u32>>>> {
+    match std::env::var(PRIORITIES_VAR) {
+        Ok(text) if !text.trim().is_empty() => parse_priorities(&text).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn parse_priorities(text: &str) -> Result<Vec<std::ops::RangeInclusive<u32>>> {
+    let bad = || {
+        anyhow::anyhow!(
+            "{PRIORITIES_VAR}={text:?} is not a list of priorities: give numbers and ranges such as 0-7 or 0,1,5 or 2-4,10"
+        )
+    };
+    text.split(',')
+        .map(str::trim)
+        .map(|part| {
+            let number = |s: &str| s.trim().trim_start_matches(['p', 'P']).parse::<u32>().map_err(|_| bad());
+            match part.split_once('-') {
+                Some((a, b)) if number(a)? <= number(b)? => Ok(number(a)?..=number(b)?),
+                Some(_) => Err(bad()),
+                None => Ok(number(part)?..=number(part)?),
+            }
+        })
+        .collect()
+}
+
 /// A switch is on.
 pub fn on(var: &str) -> bool {
     std::env::var(var).as_deref() == Ok("1")
@@ -112,6 +143,15 @@ pub fn on(var: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn priorities_are_numbers_and_ranges() {
+        let got = parse_priorities("0-7, 10,p3").unwrap();
+        assert_eq!(got, vec![0..=7, 10..=10, 3..=3]);
+        for bad in ["", "7-0", "a", "1-", "0..7"] {
+            assert!(parse_priorities(bad).unwrap_err().to_string().contains("MESH_PRIORITIES"), "{bad}");
+        }
+    }
 
     #[test]
     fn client_versions_are_host_equals_version_pairs() {

@@ -19,7 +19,8 @@ fn mesh(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("MESH_POLICY")
         .env_remove("MESH_NODES")
         .env_remove("MESH_HEADSCALE_CONFIG")
-        .env_remove("MESH_DATABASE");
+        .env_remove("MESH_DATABASE")
+        .env_remove("MESH_PRIORITIES");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -287,6 +288,7 @@ fn bad_tuning_values_are_refused_naming_what_they_take() {
         ("MESH_ACCEL", "kvm-please", "tcg"),
         ("MESH_LIBVIRT_URI", "localhost", "qemu:///system"),
         ("MESH_DATABASE", "mysql", "sqlite, postgres"),
+        ("MESH_PRIORITIES", "7-0", "0-7 or 0,1,5"),
     ] {
         let out = mesh(&["up"], &[(var, value)]);
         assert_refused(&out, &[var, value, says], &before);

@@ -58,8 +58,18 @@ pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary])
     let dir = &lab.record.dir;
     let (logs, criteria) = (dir.join(meshlab::report::SCENARIO_LOGS), dir.join("criteria.jsonl"));
     let mut outcome = RunOutcome::new();
+    let asked = meshlab::settings::priorities()?;
     for binary in binaries {
         let group = std::slice::from_ref(binary);
+        if let Some(ranges) = &asked {
+            if !ranges.iter().any(|r| r.contains(&binary.priority_number())) {
+                let var = meshlab::settings::PRIORITIES_VAR;
+                let reason = format!("not asked for in this run ({var}={})", std::env::var(var).unwrap_or_default());
+                say!("{} skipped: {reason}", binary.priority());
+                outcome.extend(runner::skip_scenarios(group, &reason)?);
+                continue;
+            }
+        }
         let own_options = own_lab_options(binary, options)?;
         if let (Some(own_options), true) = (own_options, outcome.passed) {
             if runner::runs_policy(binary) {

@@ -149,6 +149,10 @@ struct LabArgs {
     /// lab starts inside its server host; netns backend). Overrides MESH_DATABASE.
     #[arg(long, value_name = "NAME")]
     database: Option<String>,
+    /// The scenario files to run, by priority: e.g. 0-7 or 0,1,5 (default: all); the others
+    /// are reported skipped, saying so. Overrides MESH_PRIORITIES.
+    #[arg(long, value_name = "LIST")]
+    priorities: Option<String>,
 }
 
 impl LabArgs {
@@ -164,6 +168,7 @@ impl LabArgs {
             ("MESH_NODES", &self.nodes),
             (meshlab::userconfig::VAR, &self.headscale_config),
             (meshlab::database::VAR, &self.database),
+            (meshlab::settings::PRIORITIES_VAR, &self.priorities),
         ] {
             if let Some(v) = value {
                 std::env::set_var(var, v);
