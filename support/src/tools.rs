@@ -381,20 +381,9 @@ pub fn local_go() -> Option<(PathBuf, Result<Version>)> {
 /// The release in Go's `GOVERSION`: `go1.26.8`, `go1.22rc1` (1.22.0), `go1.20` (1.20.0).
 pub fn go_version(text: &str) -> Result<Version> {
     let word = text.trim();
-    let numbers: Vec<u32> = word
-        .strip_prefix("go")
-        .unwrap_or("")
-        .split('.')
-        .map(|part| part.chars().take_while(char::is_ascii_digit).collect::<String>())
-        .take_while(|digits| !digits.is_empty())
-        .take(3)
-        .map(|digits| digits.parse().unwrap_or(u32::MAX))
-        .collect();
-    match numbers.as_slice() {
-        [major, minor] => Ok(Version::new(*major, *minor, 0)),
-        [major, minor, patch] => Ok(Version::new(*major, *minor, *patch)),
-        _ => bail!("`go env GOVERSION` printed {word:?}, which names no Go release"),
-    }
+    word.strip_prefix("go")
+        .and_then(crate::version::leading)
+        .ok_or_else(|| anyhow::anyhow!("`go env GOVERSION` printed {word:?}, which names no Go release"))
 }
 
 /// One folder a release: `tailscale.com@v1.90.9`.

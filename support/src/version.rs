@@ -28,6 +28,23 @@ impl Version {
     }
 }
 
+/// The release a word begins with, as programs print their own: `2.25.0pre2024…` is 2.25.0,
+/// `1.22rc1` is 1.22.0 (a missing patch number counts as 0); `None` without major and minor.
+pub fn leading(word: &str) -> Option<Version> {
+    let numbers: Vec<u32> = word
+        .split('.')
+        .map(|part| part.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .take_while(|digits| !digits.is_empty())
+        .take(3)
+        .map(|digits| digits.parse().unwrap_or(u32::MAX))
+        .collect();
+    match numbers.as_slice() {
+        [major, minor] => Some(Version::new(*major, *minor, 0)),
+        [major, minor, patch] => Some(Version::new(*major, *minor, *patch)),
+        _ => None,
+    }
+}
+
 impl fmt::Display for Version {
     /// Bare, as the programs report themselves: `0.27.1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -116,16 +116,8 @@ fn too_old(found: Version) -> String {
 pub fn nix_version(text: &str) -> Result<Version> {
     let line = text.lines().next().unwrap_or("").trim();
     let word = line.split_whitespace().last().unwrap_or("");
-    let numbers: Vec<u32> = word
-        .split('.')
-        .map(|part| part.chars().take_while(char::is_ascii_digit).collect::<String>())
-        .take_while(|digits| !digits.is_empty())
-        .take(3)
-        .map(|digits| digits.parse().unwrap_or(u32::MAX))
-        .collect();
-    match numbers.as_slice() {
-        [major, minor] if line.contains("Nix") => Ok(Version::new(*major, *minor, 0)),
-        [major, minor, patch] if line.contains("Nix") => Ok(Version::new(*major, *minor, *patch)),
+    match crate::version::leading(word) {
+        Some(version) if line.contains("Nix") => Ok(version),
         _ => bail!("`nix --version` printed {line:?}, which names no Nix version"),
     }
 }
