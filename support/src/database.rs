@@ -101,7 +101,7 @@ impl Database {
 }
 
 /// The PostgreSQL server programs of this machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Programs {
     /// The folder with `initdb`, `postgres`, `pg_isready` and `createdb`.
     pub bin: PathBuf,

@@ -181,7 +181,7 @@ impl Lab {
         }
         // So does a database the lab cannot run.
         let database_server = match options.database {
-            crate::database::Database::Postgres => Some(crate::database::Programs::ensure()?.version),
+            crate::database::Database::Postgres => Some(crate::database::Programs::ensure()?),
             crate::database::Database::Sqlite => None,
         };
         // The lab starts once its programs are there: a first build of a release (minutes) is
@@ -195,7 +195,7 @@ impl Lab {
             "building lab {run_id} on the {} backend (headscale {}{}{}, {}); its files: {}",
             options.backend.name(),
             tools.versions.headscale,
-            database_server.map(|v| format!(" on {v}")).unwrap_or_default(),
+            database_server.as_ref().map(|p| format!(" on {}", p.version)).unwrap_or_default(),
             tools.versions.upgraded_from.as_ref().map(|v| format!(", the server starting at {v}")).unwrap_or_default(),
             tools.versions.describe_tailscale(),
             dir.display()
@@ -211,6 +211,7 @@ impl Lab {
             policy: options.policy,
             headscale_config: options.headscale_config,
             database: options.database,
+            database_server,
             ephemeral_inactivity_timeout: options.ephemeral_inactivity_timeout,
             tools,
             tailnet_ips: BTreeMap::new(),
@@ -339,9 +340,8 @@ impl Lab {
                 say!("  not honoured: {line}");
             }
         }
-        if record.database == crate::database::Database::Postgres {
-            let programs = crate::database::Programs::ensure()?;
-            crate::database::Server { host: headscale.host, programs: &programs }.start()?;
+        if let Some(programs) = &record.database_server {
+            crate::database::Server { host: headscale.host, programs }.start()?;
         }
         headscale.start(spec, &pki.server_cert_pem, &pki.server_key_pem)?;
         let user = headscale.create_user(USER)?;
@@ -558,12 +558,9 @@ impl Lab {
 
     /// The database headscale runs on, with its server's version where it has one.
     pub fn database_description(&self) -> String {
-        match self.record.database {
-            crate::database::Database::Postgres => match crate::database::Programs::ensure() {
-                Ok(programs) => programs.version,
-                Err(_) => self.record.database.title().into(),
-            },
-            crate::database::Database::Sqlite => self.record.database.title().into(),
+        match &self.record.database_server {
+            Some(programs) => programs.version.clone(),
+            None => self.record.database.title().into(),
         }
     }
 

@@ -41,6 +41,9 @@ pub struct LabRecord {
     /// The database headscale runs on.
     #[serde(default)]
     pub database: crate::database::Database,
+    /// Its server's programs, found as the lab was built (PostgreSQL's; `None` for SQLite).
+    #[serde(default)]
+    pub database_server: Option<crate::database::Programs>,
     /// The ephemeral inactivity timeout of the lab's configuration, when not the default
     /// (the lifecycle lab's short one).
     #[serde(default)]
