@@ -76,6 +76,18 @@ impl NetnsHost {
         self.dir.join("services").join(format!("{service}.json"))
     }
 
+    /// Send `signal` to a running service's recorded process (by pid and start time, never by
+    /// name); that process.
+    fn signal(&self, service: &str, signal: nix::sys::signal::Signal) -> Result<ProcessId> {
+        let id = self
+            .recorded(service)
+            .filter(|id| id.alive())
+            .ok_or_else(|| anyhow!("on {}: {service} is not running", self.name))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(id.pid as i32), signal)
+            .map_err(|e| anyhow!("on {}: {signal:?} to {service} (pid {}): {e}", self.name, id.pid))?;
+        Ok(id)
+    }
+
     fn recorded(&self, service: &str) -> Option<ProcessId> {
         serde_json::from_slice(&std::fs::read(self.service_file(service)).ok()?).ok()
     }
@@ -127,26 +139,12 @@ impl Host for NetnsHost {
     }
 
     fn kill_service(&self, service: &str) -> Result<()> {
-        let id = self
-            .recorded(service)
-            .filter(|id| id.alive())
-            .ok_or_else(|| anyhow!("on {}: {service} is not running", self.name))?;
-        // By its recorded pid and start time, never by name.
-        use nix::sys::signal::{kill, Signal};
-        kill(nix::unistd::Pid::from_raw(id.pid as i32), Signal::SIGKILL)
-            .map_err(|e| anyhow!("on {}: SIGKILL to {service} (pid {}): {e}", self.name, id.pid))?;
+        let id = self.signal(service, nix::sys::signal::Signal::SIGKILL)?;
         id.gone_within(budget::stop()).with_context(|| format!("on {}: {service} (pid {}) after SIGKILL", self.name, id.pid))
     }
 
     fn reload_service(&self, service: &str) -> Result<()> {
-        let id = self
-            .recorded(service)
-            .filter(|id| id.alive())
-            .ok_or_else(|| anyhow!("on {}: {service} is not running", self.name))?;
-        // By its recorded pid and start time, never by name.
-        use nix::sys::signal::{kill, Signal};
-        kill(nix::unistd::Pid::from_raw(id.pid as i32), Signal::SIGHUP)
-            .map_err(|e| anyhow!("on {}: SIGHUP to {service} (pid {}): {e}", self.name, id.pid))
+        self.signal(service, nix::sys::signal::Signal::SIGHUP).map(|_| ())
     }
 
     fn service_running(&self, service: &str) -> bool {
