@@ -352,6 +352,8 @@ pub fn remove_unrecorded_namespaces(known: &[String]) -> Vec<String> {
                 .filter(|n| !n.ends_with("-router"))
                 .map(|n| (n.trim_start_matches(&format!("{}{run_id}-", netns::NS_PREFIX)).to_string(), n.clone()))
                 .collect(),
+            // A LAN host's namespace is removed as a host's would be (it has no pinned mounts).
+            lan: Default::default(),
             ns_dir: paths::labs_dir().join(&run_id).join("ns"),
             holder: None,
         };

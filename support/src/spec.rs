@@ -61,6 +61,17 @@ pub struct HostSpec {
     pub joins_later: bool,
 }
 
+/// A plain host on a subnet: no tailscale, no service, nothing but its kernel (which answers
+/// pings). It stands for a machine on a LAN behind a subnet router (P8). Both backends make it
+/// the same way, a network namespace on the router's bridge of its subnet
+/// ([`crate::backend::netns::create_router`]), so it costs no VM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LanHost {
+    pub name: String,
+    pub subnet: String,
+    pub addr: Ipv4Addr,
+}
+
 /// `topology.json` as written: subnets by default CIDR, hosts by their number within a subnet.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +84,20 @@ pub struct Topology {
     pub user: String,
     pub subnets: Vec<TopologySubnet>,
     pub hosts: Vec<TopologyHost>,
+    /// Plain hosts ([`LanHost`]); none is fine.
+    #[serde(default)]
+    pub lan_hosts: Vec<TopologyLanHost>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyLanHost {
+    pub name: String,
+    pub subnet: String,
+    pub host_number: u32,
+    /// What the host stands for, for the file's readers.
+    #[serde(default)]
+    pub about: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +188,18 @@ impl Topology {
                 bail!("host {} has MAC {}, which another host has too", h.name, h.mac);
             }
         }
+        for l in &self.lan_hosts {
+            if !hosts.insert(l.name.as_str()) {
+                bail!("host {:?} is listed twice", l.name);
+            }
+            let Some(subnet) = self.subnets.iter().find(|s| s.name == l.subnet) else {
+                bail!("LAN host {} is on subnet {:?}, which is not one of the lab's", l.name, l.subnet);
+            };
+            let taken = self.hosts.iter().any(|h| h.subnet == l.subnet && h.host_number == l.host_number);
+            if l.host_number == 0 || l.host_number == subnet.router_host || taken {
+                bail!("LAN host {} has host number {}, which is taken on subnet {}", l.name, l.host_number, l.subnet);
+            }
+        }
         let servers = self.hosts.iter().filter(|h| h.role == Role::Server).count();
         if servers != 1 {
             bail!("it has {servers} hosts with role \"server\": a lab has exactly one");
@@ -183,6 +220,9 @@ fn is_unicast_mac(mac: &str) -> bool {
 pub struct LabSpec {
     pub subnets: Vec<Subnet>,
     pub hosts: Vec<HostSpec>,
+    /// Plain hosts on the subnets; none in the records of labs made before they existed.
+    #[serde(default)]
+    pub lan_hosts: Vec<LanHost>,
 }
 
 /// `default_cidr` of subnet `a` in `topology.json` (a unit test checks they are the same).
@@ -237,7 +277,12 @@ impl LabSpec {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(LabSpec { subnets, hosts })
+        let lan_hosts = topology
+            .lan_hosts
+            .iter()
+            .map(|l| Ok(LanHost { name: l.name.clone(), subnet: l.subnet.clone(), addr: at(&l.name, &l.subnet, l.host_number)? }))
+            .collect::<Result<_>>()?;
+        Ok(LabSpec { subnets, hosts, lan_hosts })
     }
 
     /// The spec from `MESH_SUBNET_A` / `MESH_SUBNET_B`, or the plan's defaults.
@@ -251,6 +296,14 @@ impl LabSpec {
         self.hosts.iter().find(|h| h.name == name).with_context(|| {
             let names: Vec<_> = self.hosts.iter().map(|h| h.name.as_str()).collect();
             format!("no host named {name:?} in this lab; its hosts are {}", names.join(", "))
+        })
+    }
+
+    /// A plain host on a subnet ([`LanHost`]), by name.
+    pub fn lan_host(&self, name: &str) -> Result<&LanHost> {
+        self.lan_hosts.iter().find(|h| h.name == name).with_context(|| {
+            let names: Vec<_> = self.lan_hosts.iter().map(|h| h.name.as_str()).collect();
+            format!("no LAN host named {name:?} in this lab; its LAN hosts are [{}] (topology.json, lan_hosts)", names.join(", "))
         })
     }
 
@@ -327,6 +380,8 @@ mod tests {
         assert_eq!(addr("client-1"), "192.168.1.10");
         assert_eq!(addr("client-2"), "10.0.0.10");
         assert_eq!(addr("client-3"), "10.0.0.11");
+        assert_eq!(spec.lan_host("lan-1").unwrap().addr.to_string(), "10.0.0.13");
+        assert_eq!(spec.lan_host("lan-1").unwrap().subnet, "b");
         assert!(spec.subnet("b").masqueraded && !spec.subnet("a").masqueraded);
         assert_eq!(spec.clients().count(), 3);
         assert_eq!(spec.late_clients().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["client-4"]);
@@ -501,6 +556,9 @@ mod tests {
         refused(&|t| t["hosts"][1]["name"] = "headscale".into(), "listed twice");
         refused(&|t| t["hosts"][1]["name"] = "Client_1".into(), "not a hostname");
         refused(&|t| t["hosts"][1]["subnet"] = "c".into(), "not one of the lab's");
+        refused(&|t| t["lan_hosts"][0]["name"] = "client-1".into(), "listed twice");
+        refused(&|t| t["lan_hosts"][0]["host_number"] = 10.into(), "taken on subnet b");
+        refused(&|t| t["lan_hosts"][0]["subnet"] = "c".into(), "not one of the lab's");
         refused(&|t| t["base_domain"] = "lab.test".into(), "harness is built with");
         refused(&|t| t["hosts"][0]["color"] = "blue".into(), "unknown field");
         assert!(Topology::parse(TOPOLOGY_JSON).is_ok());

@@ -40,6 +40,10 @@ pub struct LibvirtRecord {
     pub images: ImagesKind,
     /// The router namespace (named like every namespace of this tool: `mesh-<run id>-router`).
     pub router: String,
+    /// LAN host name → its network namespace beside the router's, on the router's bridge (no VM).
+    /// None in the records of labs made before they existed.
+    #[serde(default)]
+    pub lan: BTreeMap<String, String>,
     /// Subnet name → its libvirt network.
     pub networks: BTreeMap<String, VirtNetwork>,
     /// Host role name → its domain.
@@ -89,6 +93,11 @@ fn virt_name(run_id: &str, what: &str) -> String {
 }
 
 impl LibvirtRecord {
+    /// The router namespace and its LAN hosts, as the netns backend's code knows them.
+    pub fn router_record(&self) -> netns::NetnsRecord {
+        netns::NetnsRecord::router_only(&self.router, &self.lan)
+    }
+
     pub fn plan(run_id: &str, lab_dir: &Path, spec: &LabSpec, images: ImagesKind) -> LibvirtRecord {
         let networks: BTreeMap<String, VirtNetwork> = spec
             .subnets
@@ -122,6 +131,7 @@ impl LibvirtRecord {
             uri: std::env::var("MESH_LIBVIRT_URI").unwrap_or_else(|_| DEFAULT_URI.into()),
             images,
             router: virt_name(run_id, "router"),
+            lan: netns::NetnsRecord::plan_lan(run_id, spec),
             networks,
             domains,
             ssh_key: lab_dir.join("ssh").join("id_ed25519"),
@@ -183,7 +193,7 @@ pub fn create(
     }
     let versions = images.values().next().map(|i| i.versions.clone()).ok_or_else(|| anyhow!("a lab has hosts"))?;
 
-    netns::create_router(&netns::NetnsRecord::router_only(&record.router), spec)?;
+    netns::create_router(&record.router_record(), spec)?;
     for (subnet, net) in &record.networks {
         let template = match subnet.as_str() {
             "a" => include_str!("../../../../networks/subnet-a.xml"),
@@ -256,7 +266,7 @@ fn etc_file(files: &[(&str, String)], name: &str) -> String {
 /// A veth from the libvirt network's bridge into the router namespace, where it joins the
 /// subnet's bridge. IPv6 is off on this machine's end: it must have no address on the lab.
 fn plug_uplink(router: &str, subnet: &str, net: &VirtNetwork) -> Result<()> {
-    let here = netns::NetnsRecord::router_only(router);
+    let here = netns::NetnsRecord::router_only(router, &BTreeMap::new());
     let ip = |args: &[&str]| netns::ip(&here, args);
     let inner = router_uplink(subnet);
     ip(&["link", "add", &net.uplink, "type", "veth", "peer", "name", &inner, "netns", router])?;
@@ -379,8 +389,10 @@ pub fn teardown(record: &LibvirtRecord) -> Result<()> {
             }
         }
     }
-    if Path::new("/run/netns").join(&record.router).exists() {
-        problems.push(format!("namespace {} is still there", record.router));
+    for ns in std::iter::once(&record.router).chain(record.lan.values()) {
+        if Path::new("/run/netns").join(ns).exists() {
+            problems.push(format!("namespace {ns} is still there"));
+        }
     }
     if let Ok(conn) = daemon::connect_if_running(&record.uri) {
         for d in record.domains.values() {
@@ -444,7 +456,8 @@ fn qemu_processes(record: &LibvirtRecord) -> Vec<u32> {
 /// a command for which a shell is the natural runner (`virsh` under `timeout`, for a libvirt
 /// that may hang; `pkill` by name), so [`teardown`] runs this very script and then checks, and
 /// steps would only wrap these lines. The router's namespace, the one piece the two backends
-/// share, is removed by the netns backend's steps, rendered ([`netns::namespace_removal_script`]).
+/// share (with its LAN hosts), is removed by the netns backend's steps, rendered
+/// ([`netns::router_removal_script`]).
 pub fn removal_script(record: &LibvirtRecord) -> String {
     let quote = |s: &str| exec::display_argv(&[s]);
     let list = |names: Vec<&String>| names.into_iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ");
@@ -465,7 +478,7 @@ pub fn removal_script(record: &LibvirtRecord) -> String {
          exit 0\n",
         limit = budget::libvirt_connect().as_secs().max(1),
         uri = quote(&record.uri),
-        router = netns::namespace_removal_script(&record.router),
+        router = netns::router_removal_script(&record.router_record()),
     )
 }
 
@@ -558,6 +571,7 @@ mod tests {
             uri: DEFAULT_URI.into(),
             images: ImagesKind::Debian,
             router: "mesh-0a1b2c-router".into(),
+            lan: [("lan-1".to_string(), "mesh-0a1b2c-lan-1".to_string())].into(),
             networks: [("a".to_string(), network("a")), ("b".to_string(), network("b"))].into(),
             domains: BTreeMap::new(),
             ssh_key: PathBuf::from("/nonexistent/key"),
@@ -566,7 +580,8 @@ mod tests {
             programs_dir: "/opt/mesh".into(),
         };
         let script = removal_script(&record);
-        assert!(script.contains(&netns::namespace_removal_script("mesh-0a1b2c-router")), "{script}");
+        assert!(script.contains(&netns::router_removal_script(&record.router_record())), "{script}");
+        assert!(script.contains("mesh-0a1b2c-lan-1"), "the LAN host's namespace goes with the router:\n{script}");
         assert!(script.ends_with("exit 0\n"), "{script}");
         let syntax = std::process::Command::new("sh").args(["-n", "-c", &script]).output().unwrap();
         assert!(syntax.status.success(), "{}\n{script}", String::from_utf8_lossy(&syntax.stderr));

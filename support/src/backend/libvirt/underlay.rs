@@ -17,7 +17,7 @@ pub struct VmUnderlay {
 
 impl VmUnderlay {
     pub fn new(record: &LibvirtRecord, spec: &LabSpec, lab_dir: &Path) -> VmUnderlay {
-        let router = crate::backend::netns::NetnsRecord::router_only(&record.router);
+        let router = record.router_record();
         VmUnderlay { router: NetnsUnderlay::new(&router, spec, lab_dir), record: record.clone() }
     }
 }

@@ -37,6 +37,10 @@ pub struct NetnsRecord {
     pub router: String,
     /// Host role name → its network namespace.
     pub hosts: BTreeMap<String, String>,
+    /// LAN host name ([`crate::spec::LanHost`]) → its network namespace, on the router's bridge.
+    /// None in the records of labs made before they existed.
+    #[serde(default)]
+    pub lan: BTreeMap<String, String>,
     /// Where the hosts' mount and UTS namespaces are pinned (a private bind mount).
     pub ns_dir: PathBuf,
     /// Built by a normal user: the processes holding the user namespace the lab lives in.
@@ -49,15 +53,22 @@ pub struct NetnsRecord {
 pub const NS_PREFIX: &str = "mesh-";
 
 impl NetnsRecord {
-    /// Only a router namespace, on this machine: the VM backend's, whose hosts are VMs.
-    pub fn router_only(router: &str) -> NetnsRecord {
-        NetnsRecord { router: router.to_string(), hosts: BTreeMap::new(), ns_dir: PathBuf::new(), holder: None }
+    /// Only a router namespace and its LAN hosts, on this machine: the VM backend's, whose
+    /// hosts are VMs.
+    pub fn router_only(router: &str, lan: &BTreeMap<String, String>) -> NetnsRecord {
+        NetnsRecord { router: router.to_string(), hosts: BTreeMap::new(), lan: lan.clone(), ns_dir: PathBuf::new(), holder: None }
+    }
+
+    /// The network namespace of each LAN host of `spec`, named as every namespace of this tool.
+    pub fn plan_lan(run_id: &str, spec: &LabSpec) -> BTreeMap<String, String> {
+        spec.lan_hosts.iter().map(|h| (h.name.clone(), format!("{NS_PREFIX}{run_id}-{}", h.name))).collect()
     }
 
     pub fn plan(run_id: &str, lab_dir: &Path, spec: &LabSpec) -> NetnsRecord {
         NetnsRecord {
             router: format!("{NS_PREFIX}{run_id}-router"),
             hosts: spec.hosts.iter().map(|h| (h.name.clone(), format!("{NS_PREFIX}{run_id}-{}", h.name))).collect(),
+            lan: NetnsRecord::plan_lan(run_id, spec),
             ns_dir: lab_dir.join("ns"),
             holder: None,
         }
@@ -97,7 +108,7 @@ impl NetnsRecord {
     }
 
     fn all_namespaces(&self) -> impl Iterator<Item = &String> {
-        std::iter::once(&self.router).chain(self.hosts.values())
+        std::iter::once(&self.router).chain(self.hosts.values()).chain(self.lan.values())
     }
 
     /// Every pinned namespace file of every host.
@@ -144,7 +155,6 @@ pub fn create(
     etc_files: &[(&str, String)],
     lifetime: Lifetime,
 ) -> Result<()> {
-    let r = record.router.as_str();
     create_router(record, spec)?;
     for ns in record.hosts.values() {
         ip(record, &["netns", "add", ns])?;
@@ -160,26 +170,7 @@ pub fn create(
 
     for h in &spec.hosts {
         let ns = &record.hosts[&h.name];
-        let subnet = spec.subnet(&h.subnet);
-        let peer = format!("v-{}", h.name);
-        ip(record, &["-n", r, "link", "add", &peer, "type", "veth", "peer", "name", "eth0", "netns", ns])?;
-        ip(record, &["-n", r, "link", "set", &peer, "master", &format!("br-{}", subnet.name), "up"])?;
-        ip(record, &["-n", ns, "link", "set", "lo", "up"])?;
-        ip(record, &["-n", ns, "addr", "add", &format!("{}/{}", h.addr, subnet.net.prefix_len()), "dev", "eth0"])?;
-        ip(record, &["-n", ns, "link", "set", "eth0", "up"])?;
-        // A host reaches only the lab's subnets, so anything aimed elsewhere (tailscale's
-        // bootstrap DNS tries public DERP servers when a dial fails) fails at once, before a
-        // packet exists. The IPv4 default route is of type `unreachable` rather than missing:
-        // a real host has a default route, and tailscaled behaves differently without one —
-        // with no default route interface its dialer takes every change of the interfaces
-        // (its own tailscale0 losing its addresses included) for one that breaks every
-        // connection, and closes them all, so `tailscale logout` (1.90.9) loses its own
-        // register request about half the time (README, "What the real programs do").
-        // tailscaled reads the default route from /proc/net/route, where this one is `*`.
-        for other in spec.subnets.iter().filter(|o| o.name != subnet.name) {
-            ip(record, &["-n", ns, "route", "add", &other.net.to_string(), "via", &subnet.router.to_string()])?;
-        }
-        ip(record, &["-n", ns, "route", "add", "unreachable", "default"])?;
+        plug_in(record, spec, ns, &h.name, &h.subnet, h.addr)?;
         make_host_filesystem(record, &h.name, lab_dir, etc_files, lifetime)?;
     }
     Ok(())
@@ -200,12 +191,43 @@ pub fn create_router(record: &NetnsRecord, spec: &LabSpec) -> Result<()> {
     }
     in_namespace(record, router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"], None)?;
     in_namespace(record, router, &["nft", "-f", "-"], Some(router_ruleset(spec).as_bytes()))?;
+    for h in &spec.lan_hosts {
+        let ns = record
+            .lan
+            .get(&h.name)
+            .ok_or_else(|| anyhow::anyhow!("the lab's record has no namespace for LAN host {}", h.name))?;
+        ip(record, &["netns", "add", ns])?;
+        plug_in(record, spec, ns, &h.name, &h.subnet, h.addr)?;
+    }
     Ok(())
 }
 
-/// Delete a namespace of ours on this machine (root's), killing whatever still runs in it first.
-pub fn delete_namespace(ns: &str) -> Result<()> {
-    removal::run(&NetnsRecord::router_only(ns), &namespace_removal(ns))
+/// Plug the network namespace `ns` of host `name` into the router's bridge of `subnet` at `addr`:
+/// a veth whose inner end is its `eth0`, a route to each other subnet through the router, and
+/// nothing else.
+fn plug_in(record: &NetnsRecord, spec: &LabSpec, ns: &str, name: &str, subnet: &str, addr: std::net::Ipv4Addr) -> Result<()> {
+    let r = record.router.as_str();
+    let subnet = spec.subnet(subnet);
+    let peer = format!("v-{name}");
+    ip(record, &["-n", r, "link", "add", &peer, "type", "veth", "peer", "name", "eth0", "netns", ns])?;
+    ip(record, &["-n", r, "link", "set", &peer, "master", &format!("br-{}", subnet.name), "up"])?;
+    ip(record, &["-n", ns, "link", "set", "lo", "up"])?;
+    ip(record, &["-n", ns, "addr", "add", &format!("{addr}/{}", subnet.net.prefix_len()), "dev", "eth0"])?;
+    ip(record, &["-n", ns, "link", "set", "eth0", "up"])?;
+    // A host reaches only the lab's subnets, so anything aimed elsewhere (tailscale's
+    // bootstrap DNS tries public DERP servers when a dial fails) fails at once, before a
+    // packet exists. The IPv4 default route is of type `unreachable` rather than missing:
+    // a real host has a default route, and tailscaled behaves differently without one —
+    // with no default route interface its dialer takes every change of the interfaces
+    // (its own tailscale0 losing its addresses included) for one that breaks every
+    // connection, and closes them all, so `tailscale logout` (1.90.9) loses its own
+    // register request about half the time (README, "What the real programs do").
+    // tailscaled reads the default route from /proc/net/route, where this one is `*`.
+    for other in spec.subnets.iter().filter(|o| o.name != subnet.name) {
+        ip(record, &["-n", ns, "route", "add", &other.net.to_string(), "via", &subnet.router.to_string()])?;
+    }
+    ip(record, &["-n", ns, "route", "add", "unreachable", "default"])?;
+    Ok(())
 }
 
 /// A TCP connection made from inside the network namespace `ns`; it stays there once made.
@@ -399,14 +421,14 @@ pub fn removal_script(record: &NetnsRecord, lab_dir: &Path) -> String {
     removal::script(&removal::steps(record, lab_dir))
 }
 
-/// The removal of a lone namespace of ours on this machine (root's, as the VM backend's
-/// router): what runs in it killed, then the namespace deleted; as a shell script.
-pub fn namespace_removal_script(ns: &str) -> String {
-    removal::script(&namespace_removal(ns))
-}
-
-fn namespace_removal(ns: &str) -> [removal::Step; 2] {
-    [removal::Step::StopProcessesIn { namespaces: vec![ns.to_string()] }, removal::Step::DeleteNetns(ns.to_string())]
+/// The removal of a router namespace of ours on this machine (root's, as the VM backend's)
+/// and its LAN hosts' namespaces: what runs in them killed, then the namespaces deleted; as a
+/// shell script.
+pub fn router_removal_script(record: &NetnsRecord) -> String {
+    let namespaces: Vec<String> = record.all_namespaces().cloned().collect();
+    let mut steps = vec![removal::Step::StopProcessesIn { namespaces: namespaces.clone() }];
+    steps.extend(namespaces.into_iter().map(removal::Step::DeleteNetns));
+    removal::script(&steps)
 }
 
 fn unmount(path: &Path) -> bool {

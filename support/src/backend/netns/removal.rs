@@ -287,7 +287,7 @@ mod tests {
         assert!(steps.contains(&Step::StopHolder(holder)), "{steps:?}");
         assert!(steps
             .iter()
-            .any(|s| matches!(s, Step::AwaitProcessesGone { namespaces } if namespaces.len() == record.hosts.len() + 1)));
+            .any(|s| matches!(s, Step::AwaitProcessesGone { namespaces } if namespaces.len() == record.hosts.len() + record.lan.len() + 1)));
         assert!(
             !steps.iter().any(|s| matches!(s, Step::DeleteNetns(_) | Step::Unmount(_))),
             "nothing is named on the machine: {steps:?}"
