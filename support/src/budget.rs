@@ -142,6 +142,27 @@ pub fn longest_inactivity_waited() -> Duration {
 pub fn hold_interval() -> Duration {
     Duration::from_secs(1)
 }
+/// An approved (or withdrawn) subnet route taking effect on a client that accepts routes:
+/// headscale sends the change with its next map update (about a second here, as a policy
+/// change); SC-005's 30 s.
+pub fn route_propagation() -> Duration {
+    scaled(30.0)
+}
+/// A subnet route moving to its other router once its primary is cut off: headscale must see
+/// the primary's map session end first, then hand the route on with a map update.
+pub fn route_failover() -> Duration {
+    scaled(90.0)
+}
+/// How long a route is watched for flapping: several of headscale's map updates and
+/// tailscale's pings.
+pub fn route_watch() -> Duration {
+    scaled(10.0)
+}
+/// How long a returning router is watched for taking its route back: headscale 0.29 probes
+/// its HA routers every 10 s (a 5 s timeout), so two of its probes.
+pub fn route_settle() -> Duration {
+    scaled(20.0)
+}
 /// A path change: a dead direct path is trusted for 6.5 s before magicsock falls back to
 /// DERP; a new one takes a few disco rounds.
 pub fn path_change() -> Duration {

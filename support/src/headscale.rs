@@ -64,6 +64,15 @@ pub struct Node {
     /// The tags its pre-auth key forced on it (0.27, 0.28; 0.29 has `tags` alone).
     #[serde(default)]
     pub forced_tags: Vec<String>,
+    /// The routes it advertises (`--advertise-routes`), approved or not (0.26 and later).
+    #[serde(default)]
+    pub available_routes: Vec<String>,
+    /// The routes an admin (or the policy's `autoApprovers`) approved.
+    #[serde(default)]
+    pub approved_routes: Vec<String>,
+    /// The routes it serves now: advertised, approved, and it is the primary for them.
+    #[serde(default)]
+    pub subnet_routes: Vec<String>,
 }
 
 /// A node's id, hostname, given name and tailnet addresses.
@@ -327,6 +336,15 @@ impl<'a> Headscale<'a> {
     pub fn expire_node(&self, name: &str) -> Result<()> {
         let node = self.node(name)?;
         self.cli(&["nodes", "expire", "--identifier", &node.id.to_string()])?.check()?;
+        Ok(())
+    }
+
+    /// Approve exactly `routes` of a node's advertised ones, as an admin would (`headscale
+    /// nodes approve-routes --identifier ID --routes R,…`, 0.26 and later); none withdraws them.
+    pub fn approve_routes(&self, name: &str, routes: &[String]) -> Result<()> {
+        let node = self.node(name)?;
+        let routes = routes.join(",");
+        self.cli(&["nodes", "approve-routes", "--identifier", &node.id.to_string(), "--routes", &routes])?.check()?;
         Ok(())
     }
 

@@ -100,6 +100,9 @@ pub struct PeerStatus {
     /// Its ACL tags.
     #[serde(rename = "Tags", default)]
     pub tags: Option<Vec<String>>,
+    /// The subnet routes this peer is the primary for, as the control server says.
+    #[serde(rename = "PrimaryRoutes", default)]
+    pub primary_routes: Option<Vec<String>>,
 }
 
 impl Status {
