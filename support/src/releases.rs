@@ -61,6 +61,12 @@ pub struct HeadscaleRelease {
     /// `headscale policy check --file` asks the running server (gRPC), which runs the `tests`
     /// block against its live users and nodes (0.29).
     pub policy_check_live: bool,
+    /// headscale probes the routers of a route two or more serve (`node.routes.ha`, every 10 s,
+    /// a 5 s timeout) and moves the route away from a primary that does not answer, though its
+    /// map session still looks open (0.28 and later). 0.27 moves a route only when its
+    /// primary's map session ends: a router cut off without a clean close keeps it until TCP
+    /// gives up on the session (P8: not within 90 s).
+    pub ha_probe: bool,
     /// A tagged pre-auth key (`preauthkeys create --tags tag:x`) needs `--user <id>` (0.27,
     /// 0.28: the flag is required, and the node keeps that user besides its forced tags); 0.29
     /// makes a key owned by its tags when no user is given, and the node belongs to its tags.
@@ -84,6 +90,7 @@ pub const HEADSCALE: &[HeadscaleRelease] = &[
         policy_check_offline: &["policy", "check", "--file"],
         policy_check_takes_config_flag: false,
         policy_check_live: false,
+        ha_probe: false,
         tagged_key_needs_user: true,
         run_here: "0.27.1 with tailscale 1.90.9 (NixOS 25.11's pair), 61/61, 2026-12-01",
     },
@@ -100,6 +107,7 @@ pub const HEADSCALE: &[HeadscaleRelease] = &[
         policy_check_offline: &["policy", "check", "--file"],
         policy_check_takes_config_flag: false,
         policy_check_live: false,
+        ha_probe: true,
         tagged_key_needs_user: true,
         run_here: "",
     },
@@ -115,6 +123,7 @@ pub const HEADSCALE: &[HeadscaleRelease] = &[
         policy_check_offline: &["policy", "check", "--bypass-grpc-and-access-database-directly", "--force", "--file"],
         policy_check_takes_config_flag: true,
         policy_check_live: true,
+        ha_probe: true,
         tagged_key_needs_user: false,
         run_here: "0.29.3 with tailscale 1.98.10 (the pins), 61/61, 2026-12-01",
     },
