@@ -152,6 +152,14 @@ pub fn drawing(spec: &LabSpec, pairs: &[&PairFigure], id: &str) -> El {
         rows[side] += 1;
         placed.push(Placed { host, side, row, x: xs[side] + PAD, y: sub_y + HEAD + ROW * row as f64 });
     }
+    // The plain hosts (no tailscale) below the mesh's hosts of their subnet.
+    let mut plain = Vec::new();
+    for lan in &spec.lan_hosts {
+        let Some(side) = subnets.iter().position(|s| s.name == lan.subnet) else { continue };
+        let row = rows[side];
+        rows[side] += 1;
+        plain.push((lan, xs[side] + PAD, sub_y + HEAD + ROW * row as f64));
+    }
     let deepest = rows.iter().copied().max().unwrap_or(0).max(1) as f64;
     let sub_h = HEAD + ROW * deepest - (ROW - HOST_H) + PAD;
     let legend_y = sub_y + sub_h + 26.0;
@@ -310,6 +318,14 @@ pub fn drawing(spec: &LabSpec, pairs: &[&PairFigure], id: &str) -> El {
         g.push(text(p.x + 10.0, p.y + 46.0, role, "start", 10.5).attr("fill", "#455a64"));
         svg.push(g);
     }
+    for (lan, x, y) in plain {
+        let mut g = el("g").class("host lan").attr("data-host", &lan.name);
+        g.push(rect(x, y, HOST_W, HOST_H, "#fafafa").attr("stroke", "#90a4ae").attr("stroke-dasharray", "2 3").attr("rx", "6"));
+        g.push(text(x + 10.0, y + 17.0, &lan.name, "start", 13.0).attr("font-weight", "700"));
+        g.push(text(x + 10.0, y + 32.0, &lan.addr.to_string(), "start", 11.5).class("mono"));
+        g.push(text(x + 10.0, y + 46.0, "plain host: no tailscale (P8)", "start", 10.5).attr("fill", "#455a64"));
+        svg.push(g);
+    }
     svg.push(labels);
 
     // The legend.
@@ -411,9 +427,10 @@ mod tests {
         assert!(svg.contains("client-1 → client-2: direct 0.4 ms"));
         assert!(svg.contains("client-2 → client-1: not measured"));
         assert!(svg.contains("client-1 ↔ client-3: not measured"), "one line where both directions are alike");
-        for host in &spec.hosts {
-            assert!(svg.contains(&format!("data-host=\"{}\"", host.name)), "{} drawn", host.name);
+        for host in spec.hosts.iter().map(|h| &h.name).chain(spec.lan_hosts.iter().map(|h| &h.name)) {
+            assert!(svg.contains(&format!("data-host=\"{host}\"")), "{host} drawn");
         }
+        assert!(svg.contains("plain host: no tailscale"), "lan-1 is drawn as the plain host it is");
         assert!(svg.contains(">router<") && svg.contains(">NAT<") && svg.contains("behind the router&#39;s NAT"));
         assert!(svg.contains("subnet A 192.168.1.0/24") && svg.contains("subnet B 10.0.0.0/24"));
     }
