@@ -69,6 +69,8 @@ pub struct PolicySetup {
     pub tests: Vec<PolicyTest>,
 }
 
+/// Tailscale SSH's port on a node's tailnet address, which tailscaled's SSH server takes.
+pub const SSH_PORT: u16 = 22;
 /// The one login the built-in policy's `ssh` rule lets its admins use on the servers (P9).
 pub const SSH_USER: &str = "root";
 /// A login the built-in `ssh` rule does not list (it exists on every host, so a refusal is the
@@ -99,6 +101,9 @@ pub fn builtin_text(release: &HeadscaleRelease) -> String {
     {{ "action": "accept", "src": ["group:admins"], "proto": "tcp", "dst": ["tag:server:{SERVICE_PORT}"] }},
     // alice may ping bob. Nothing lets bob or the server start anything: the implied deny.
     {{ "action": "accept", "src": ["alice@"], "proto": "icmp", "dst": ["bob@:*"] }},
+    // ... and their port 22, for Tailscale SSH: headscale's packet filter opens nothing for an
+    // `ssh` rule (0.27.1 and 0.29.3), so without this the SSH handshake is dropped.
+    {{ "action": "accept", "src": ["group:admins"], "proto": "tcp", "dst": ["tag:server:{SSH_PORT}"] }},
   ],
   // Tailscale SSH (P9): admins may run commands on the servers as root, and as no one else;
   // nobody else may at all.
