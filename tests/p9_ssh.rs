@@ -27,7 +27,10 @@ fn builtin(lab: &Lab) -> Option<&PolicySetup> {
         return None;
     }
     if !setup.builtin() {
-        skip(&format!("P9's checks are the built-in policy's ssh rule (group:admins → tag:server as root); {} has its own", setup.name()));
+        skip(&format!(
+            "P9's checks are the built-in policy's ssh rule (group:admins → tag:server as root); {} has its own",
+            setup.name()
+        ));
         return None;
     }
     if !policy::DEFAULT_NODES.iter().all(|(c, o)| setup.nodes.get(*c).is_some_and(|n| n.to_string() == *o)) {
@@ -67,7 +70,12 @@ fn an_admin_runs_a_command_on_the_server_as_root_through_tailscaled() -> Result<
     let command = format!("id -un; hostname; echo {nonce} > {file}");
     let out = ssh::run(lab, ADMIN, policy::SSH_USER, SERVER, &command)?.check()?;
     say!("{ADMIN} → {SERVER} as {}: {:?} in {:.2?}", policy::SSH_USER, out.stdout.trim(), out.elapsed);
-    ensure!(out.stderr.contains(ssh::BANNER), "the SSH server is not tailscaled's (no `{}` in ssh -v): {}", ssh::BANNER, ssh::message(&out));
+    ensure!(
+        out.stderr.contains(ssh::BANNER),
+        "the SSH server is not tailscaled's (no `{}` in ssh -v): {}",
+        ssh::BANNER,
+        ssh::message(&out)
+    );
     let lines: Vec<&str> = out.stdout.lines().collect();
     let hostname = target.succeed(&["hostname"])?;
     ensure!(
@@ -92,8 +100,16 @@ fn refused(lab: &Lab, from: &str, user: &str, expected: &[&str]) -> Result<()> {
     let out = ssh::run(lab, from, user, SERVER, "echo p9-ran")?;
     let message = ssh::message(&out);
     say!("{from} → {SERVER} as {user}: exit {:?} in {:.2?}: {message}", out.code, out.elapsed);
-    ensure!(!out.stdout.contains("p9-ran"), "{from} ran a command on {SERVER} as {user}, which the ssh rule does not allow: {}", out.stdout.trim());
-    ensure!(!out.timed_out, "{from} → {SERVER} as {user}: no answer within {:?} (a hang, not a refusal): {message}", budget::ssh_session());
+    ensure!(
+        !out.stdout.contains("p9-ran"),
+        "{from} ran a command on {SERVER} as {user}, which the ssh rule does not allow: {}",
+        out.stdout.trim()
+    );
+    ensure!(
+        !out.timed_out,
+        "{from} → {SERVER} as {user}: no answer within {:?} (a hang, not a refusal): {message}",
+        budget::ssh_session()
+    );
     ensure!(out.code == Some(255), "{from} → {SERVER} as {user}: exit {:?}, not ssh's refusal (255): {message}", out.code);
     ensure!(
         expected.iter().any(|e| out.stderr.contains(e)),
@@ -111,7 +127,10 @@ fn a_node_the_ssh_rule_does_not_name_is_refused() -> Result<()> {
     let server = server_answering(lab)?;
     // bob has no relationship with the server at all, so it is not even his peer: the refusal
     // comes from his own tailscaled, which has no route to the address (1.90.9, 1.98.10).
-    ensure!(lab.client(OUTSIDER)?.status()?.peer(SERVER).is_none(), "{OUTSIDER} lists {SERVER} as a peer, which the policy hides");
+    ensure!(
+        lab.client(OUTSIDER)?.status()?.peer(SERVER).is_none(),
+        "{OUTSIDER} lists {SERVER} as a peer, which the policy hides"
+    );
     refused(lab, OUTSIDER, policy::SSH_USER, &["connect: no route to host"])?;
     server.off()
 }

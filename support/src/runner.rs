@@ -288,7 +288,9 @@ mod tests {
         assert!(super::needs_own_lab(&b("p10_node_lifecycle")) && super::runs_lifecycle(&b("p10_node_lifecycle")));
         assert!(!super::runs_lifecycle(&b("p7_policy")) && !super::runs_policy(&b("p10_node_lifecycle")));
         assert!(super::needs_own_lab(&b("p9_ssh")) && super::runs_policy(&b("p9_ssh")) && super::runs_ssh(&b("p9_ssh")));
-        assert!(!super::runs_ssh(&b("p7_policy")) && !super::runs_lifecycle(&b("p9_ssh")) && !super::rehearses_upgrade(&b("p9_ssh")));
+        assert!(
+            !super::runs_ssh(&b("p7_policy")) && !super::runs_lifecycle(&b("p9_ssh")) && !super::rehearses_upgrade(&b("p9_ssh"))
+        );
         assert!(!super::needs_own_lab(&b("p9_sshd_banner")) && !super::runs_ssh(&b("p9_sshd_banner")));
     }
 
