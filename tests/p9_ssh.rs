@@ -6,11 +6,13 @@
 //! refused. Each refusal is checked by its exit status and message, within its budget.
 //! `cargo mesh check` gives it a policy lab of its own, as P7's.
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
+use meshlab::guards::Undo;
 use meshlab::lab::Lab;
+use meshlab::policy::live;
 use meshlab::policy::{self, PolicySetup};
 use meshlab::report::{skip, Figure};
-use meshlab::ssh::{self, SshServer};
+use meshlab::ssh::{self, Netmap, SshServer};
 use meshlab::{budget, fixture, poll, say};
 use std::time::Instant;
 
@@ -146,4 +148,65 @@ fn a_login_the_ssh_rule_does_not_list_is_refused() -> Result<()> {
     let said = format!("tailnet policy does not permit you to SSH as user \"{}\"", policy::SSH_OTHER_USER);
     refused(lab, ADMIN, policy::SSH_OTHER_USER, &[&said])?;
     server.off()
+}
+
+/// The grant client-3 holds must be exactly the rule's: alice's node addresses, as root only.
+fn grants_the_admin_root(map: &Netmap, lab: &Lab) -> Result<()> {
+    let admin: std::collections::BTreeSet<String> = lab.tailnet_ips(ADMIN)?.iter().cloned().collect();
+    let root = serde_json::Map::from_iter([(policy::SSH_USER.to_string(), serde_json::Value::from(policy::SSH_USER))]);
+    let grants = map.ssh_grants();
+    ensure!(
+        grants == vec![(admin.clone(), root.clone())],
+        "{SERVER}'s SSH policy grants {grants:?}; the built-in rule means exactly {admin:?} as {root:?}"
+    );
+    Ok(())
+}
+
+/// Named so that it runs last of P9's: it rewrites the policy, and puts it back.
+#[test]
+fn the_ssh_rule_reaches_the_server_and_opens_no_port_of_its_own() -> Result<()> {
+    let (lab, _one) = fixture::policy_lab();
+    let Some(setup) = builtin(lab) else { return Ok(()) };
+    let map = Netmap::of(lab, SERVER)?;
+    grants_the_admin_root(&map, lab)?;
+    ensure!(
+        map.opens_tcp_port(policy::SSH_PORT),
+        "{SERVER}'s packet filter does not open port {}, which the acls allow",
+        policy::SSH_PORT
+    );
+    // The same policy without its acls rule for port 22: the ssh rule alone.
+    let port_rule = format!("tag:server:{}", policy::SSH_PORT);
+    let original = setup.text.clone();
+    let without: String = original.lines().filter(|l| !l.contains(&port_rule)).map(|l| format!("{l}\n")).collect();
+    ensure!(without.lines().count() + 1 == original.lines().count(), "the built-in policy has one line for {port_rule}");
+    let restore = Undo::new("the lab's policy", || live::rewrite(lab, &original));
+    live::rewrite(lab, &without)?;
+    let map = poll::until(
+        &format!("{SERVER}'s packet filter without port {}", policy::SSH_PORT),
+        budget::policy_propagation(),
+        || {
+            let map = Netmap::of(lab, SERVER)?;
+            if map.opens_tcp_port(policy::SSH_PORT) {
+                bail!("port {} still open: {:?}", policy::SSH_PORT, map.filter);
+            }
+            Ok(map)
+        },
+    )?;
+    // Still granted, yet no port: the finding, per version, in the README.
+    grants_the_admin_root(&map, lab)?;
+    say!(
+        "headscale {}: the ssh rule reaches {SERVER} as its SSH policy, and its packet filter opens no port {} for it: {:?}",
+        lab.record.tools.versions.headscale,
+        policy::SSH_PORT,
+        serde_json::to_string(&map.filter)?
+    );
+    live::rewrite(lab, &original)?;
+    restore.done();
+    poll::until(&format!("{SERVER}'s packet filter with port {} again", policy::SSH_PORT), budget::policy_propagation(), || {
+        if !Netmap::of(lab, SERVER)?.opens_tcp_port(policy::SSH_PORT) {
+            bail!("port {} not open yet", policy::SSH_PORT);
+        }
+        Ok(())
+    })?;
+    Ok(())
 }

@@ -95,3 +95,58 @@ pub fn run(lab: &Lab, from: &str, user: &str, to: &str, command: &str) -> Result
 pub fn message(out: &Output) -> String {
     out.stderr.lines().filter(|l| !l.starts_with("debug") && !l.trim().is_empty()).collect::<Vec<_>>().join(" | ")
 }
+
+/// What tailscaled on a client holds from the control server for Tailscale SSH and its packet
+/// filter (`tailscale debug netmap`: `SSHPolicy` and `PacketFilterRules`, the same fields in
+/// 1.90.9 and 1.98.10).
+pub struct Netmap {
+    pub ssh_rules: Vec<Value>,
+    pub filter: Vec<Value>,
+}
+
+impl Netmap {
+    /// `tailscale debug netmap` on `host`, once.
+    pub fn of(lab: &Lab, host: &str) -> Result<Netmap> {
+        let out = lab.client(host)?.cli(&["debug", "netmap"])?.check()?;
+        let map: Value = serde_json::from_str(&out.stdout).with_context(|| format!("{host}'s netmap is not JSON"))?;
+        let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(Netmap { ssh_rules: list(map.pointer("/SSHPolicy/rules")), filter: list(map.get("PacketFilterRules")) })
+    }
+
+    /// Whether any rule of the packet filter lets some source reach `port` over TCP (or any
+    /// protocol, where a rule names none).
+    pub fn opens_tcp_port(&self, port: u16) -> bool {
+        self.filter.iter().any(|rule| {
+            let protos = rule.get("IPProto").and_then(Value::as_array);
+            let tcp = protos.is_none_or(|p| p.is_empty() || p.iter().any(|n| n.as_u64() == Some(6)));
+            let ports = rule.get("DstPorts").and_then(Value::as_array).cloned().unwrap_or_default();
+            tcp && ports.iter().any(|d| {
+                let first = d.pointer("/Ports/First").and_then(Value::as_u64).unwrap_or(0);
+                let last = d.pointer("/Ports/Last").and_then(Value::as_u64).unwrap_or(0);
+                (first..=last).contains(&u64::from(port))
+            })
+        })
+    }
+
+    /// Every SSH rule's principals (node IPs, without a prefix length) and its logins (local
+    /// user → the user it runs as), in order.
+    pub fn ssh_grants(&self) -> Vec<(std::collections::BTreeSet<String>, serde_json::Map<String, Value>)> {
+        self.ssh_rules
+            .iter()
+            .map(|r| {
+                let principals = r
+                    .get("principals")
+                    .and_then(Value::as_array)
+                    .map(|ps| {
+                        ps.iter()
+                            .filter_map(|p| p.get("nodeIP").and_then(Value::as_str))
+                            .map(|ip| ip.split('/').next().unwrap_or(ip).to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let users = r.get("sshUsers").and_then(Value::as_object).cloned().unwrap_or_default();
+                (principals, users)
+            })
+            .collect()
+    }
+}
