@@ -180,6 +180,12 @@ pub fn whole_seconds(limit: Duration) -> String {
 pub fn service_ready() -> Duration {
     scaled(10.0)
 }
+/// One command through Tailscale SSH (P9): the SSH handshake over the tailnet, tailscaled's
+/// check of the policy's `ssh` rules, the session and its exit; a second or less here, a
+/// refusal at once. A silent drop (no path to port 22) waits this long.
+pub fn ssh_session() -> Duration {
+    scaled(15.0)
+}
 /// A request that should be refused: a refusal is immediate, a silent drop waits this long.
 pub fn refused() -> Duration {
     scaled(3.0)

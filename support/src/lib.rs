@@ -46,6 +46,7 @@ pub mod runner;
 pub mod settings;
 pub mod sockets;
 pub mod spec;
+pub mod ssh;
 pub mod tailscale;
 pub mod tools;
 pub mod upgrade;

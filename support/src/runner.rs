@@ -119,7 +119,8 @@ fn wait_within(child: &mut std::process::Child, limit: std::time::Duration, log:
 }
 
 /// Scenarios that break the mesh on purpose (`*_resilience`), rebuild its server
-/// (`*_upgrade`), run it under an ACL policy (`*_policy`) or expire and remove its nodes with
+/// (`*_upgrade`), run it under an ACL policy (`*_policy`, and Tailscale SSH's `*_ssh`, whose
+/// rule is the policy's) or expire and remove its nodes with
 /// a short ephemeral timeout (`*_lifecycle`) get a lab of their own, so the shared lab's other
 /// scenarios never see the damage, the policy or the settings.
 pub fn needs_own_lab(binary: &TestBinary) -> bool {
@@ -132,9 +133,16 @@ pub fn runs_lifecycle(binary: &TestBinary) -> bool {
     binary.name.ends_with("_lifecycle")
 }
 
-/// The ACL policy's scenarios (`*_policy`): their own lab's server runs the policy.
+/// The ACL policy's scenarios (`*_policy`) and Tailscale SSH's (`*_ssh`, whose rule is the
+/// policy's `ssh` section): their own lab's server runs the policy.
 pub fn runs_policy(binary: &TestBinary) -> bool {
-    binary.name.ends_with("_policy")
+    binary.name.ends_with("_policy") || runs_ssh(binary)
+}
+
+/// Tailscale SSH's scenarios (`*_ssh`): a policy lab of their own, as P7's, since they turn on
+/// a client's SSH server and run commands through it.
+pub fn runs_ssh(binary: &TestBinary) -> bool {
+    binary.name.ends_with("_ssh")
 }
 
 /// The upgrade rehearsal (`*_upgrade`): its own lab's server starts at an older headscale.
@@ -269,7 +277,7 @@ impl RunOutcome {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn only_resilience_upgrade_policy_and_lifecycle_scenarios_get_a_lab_of_their_own() {
+    fn only_resilience_upgrade_policy_ssh_and_lifecycle_scenarios_get_a_lab_of_their_own() {
         let b = |n: &str| super::TestBinary { name: n.into(), path: "/x".into() };
         assert!(super::needs_own_lab(&b("p5_resilience")));
         assert!(super::needs_own_lab(&b("p6_upgrade")) && super::rehearses_upgrade(&b("p6_upgrade")));
@@ -279,6 +287,11 @@ mod tests {
         assert!(!super::runs_policy(&b("p6_upgrade")));
         assert!(super::needs_own_lab(&b("p10_node_lifecycle")) && super::runs_lifecycle(&b("p10_node_lifecycle")));
         assert!(!super::runs_lifecycle(&b("p7_policy")) && !super::runs_policy(&b("p10_node_lifecycle")));
+        assert!(super::needs_own_lab(&b("p9_ssh")) && super::runs_policy(&b("p9_ssh")) && super::runs_ssh(&b("p9_ssh")));
+        assert!(
+            !super::runs_ssh(&b("p7_policy")) && !super::runs_lifecycle(&b("p9_ssh")) && !super::rehearses_upgrade(&b("p9_ssh"))
+        );
+        assert!(!super::needs_own_lab(&b("p9_sshd_banner")) && !super::runs_ssh(&b("p9_sshd_banner")));
     }
 
     #[test]

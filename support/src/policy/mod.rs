@@ -69,11 +69,20 @@ pub struct PolicySetup {
     pub tests: Vec<PolicyTest>,
 }
 
+/// Tailscale SSH's port on a node's tailnet address, which tailscaled's SSH server takes.
+pub const SSH_PORT: u16 = 22;
+/// The one login the built-in policy's `ssh` rule lets its admins use on the servers (P9).
+pub const SSH_USER: &str = "root";
+/// A login the built-in `ssh` rule does not list (it exists on every host, so a refusal is the
+/// policy's, not a missing account's).
+pub const SSH_OTHER_USER: &str = "nobody";
+
 /// The built-in mapping, which fits the built-in policy.
 pub const DEFAULT_NODES: &[(&str, &str)] = &[("client-1", "alice"), ("client-2", "bob"), ("client-3", "tag:server")];
 
 /// The built-in policy: two users, a group, a tag, an allow rule on one TCP port, ICMP for one
-/// pair, and everything else denied (the implied deny).
+/// pair, everything else denied (the implied deny), and one `ssh` rule: admins → the servers
+/// as root.
 pub fn builtin_text(release: &HeadscaleRelease) -> String {
     let tests = serde_json::to_string_pretty(&builtin_tests()).expect("tests serialize");
     let tests = if release.policy_tests {
@@ -92,6 +101,14 @@ pub fn builtin_text(release: &HeadscaleRelease) -> String {
     {{ "action": "accept", "src": ["group:admins"], "proto": "tcp", "dst": ["tag:server:{SERVICE_PORT}"] }},
     // alice may ping bob. Nothing lets bob or the server start anything: the implied deny.
     {{ "action": "accept", "src": ["alice@"], "proto": "icmp", "dst": ["bob@:*"] }},
+    // ... and their port 22, for Tailscale SSH: headscale's packet filter opens nothing for an
+    // `ssh` rule (0.27.1 and 0.29.3), so without this the SSH handshake is dropped.
+    {{ "action": "accept", "src": ["group:admins"], "proto": "tcp", "dst": ["tag:server:{SSH_PORT}"] }},
+  ],
+  // Tailscale SSH (P9): admins may run commands on the servers as root, and as no one else;
+  // nobody else may at all.
+  "ssh": [
+    {{ "action": "accept", "src": ["group:admins"], "dst": ["tag:server"], "users": ["{SSH_USER}"] }},
   ],
 {tests}}}
 "#

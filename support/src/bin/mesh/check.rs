@@ -72,7 +72,12 @@ pub fn run_all(lab: &Lab, options: &LabOptions, binaries: &[runner::TestBinary])
         }
         let own_options = own_lab_options(binary, options)?;
         if let (Some(own_options), true) = (own_options, outcome.passed) {
-            if runner::runs_policy(binary) {
+            if runner::runs_ssh(binary) {
+                say!(
+                    "{} runs commands through Tailscale SSH under the ACL policy's ssh rule: it gets a policy lab of its own",
+                    binary.priority()
+                );
+            } else if runner::runs_policy(binary) {
                 say!("{} runs the mesh under an ACL policy: it gets a lab of its own", binary.priority());
             } else if runner::runs_lifecycle(binary) {
                 say!("{} expires and removes nodes, with a short ephemeral timeout: it gets a lab of its own", binary.priority());
