@@ -152,21 +152,6 @@ fn a_release_the_proxy_does_not_serve_fails_within_seconds() {
     assert!(left.is_empty(), "the attempt left {left:?} in {}", tools_dir().display());
 }
 
-/// A served release whose dependency is not: headscale 0.28.0 needs a checksum of
-/// github.com/tailscale/tailsql the proxy does not serve (2026-12). go says so while it
-/// fetches the dependencies, before compiling anything; the error names the dependency.
-#[test]
-fn an_unbuildable_release_names_the_dependency_that_cannot_be_had() {
-    let before = our_namespaces();
-    let out = mesh(&["up", "--headscale-version", "0.28.0"], &[]);
-    assert_refused(
-        &out,
-        &["headscale 0.28.0 cannot be built here", "dependency github.com/tailscale/tailsql@", "go's output"],
-        &before,
-    );
-    assert!(!tools_dir().join("github.com_juanfont_headscale@v0.28.0").exists(), "a failed build was cached");
-}
-
 /// A release that requires a newer Go than the machine's gets the toolchain go names, and says
 /// so: tailscale 1.104.0 requires Go 1.27.1 (served), and then a gvisor version it needs is
 /// not served (2026-12), which the error names.
