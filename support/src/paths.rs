@@ -13,6 +13,16 @@ fn dir_from_env(var: &str) -> Option<PathBuf> {
     Some(std::path::absolute(&dir).unwrap_or(dir))
 }
 
+/// Write `text` to a file the user named (`--json PATH`), making its folder if it is missing:
+/// the run it reports on took minutes, and a missing folder must not cost its report.
+pub fn write_named_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("making {} for {}: {e}", parent.display(), path.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+}
+
 /// Cargo's target directory for this workspace.
 pub fn target_dir() -> PathBuf {
     match dir_from_env("CARGO_TARGET_DIR") {
@@ -139,4 +149,16 @@ fn check_own(dir: &Path, uid: u32) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod named_file_tests {
+    #[test]
+    fn a_named_file_gets_its_missing_folder() {
+        let dir = std::env::temp_dir().join(format!("mesh-named-{}", std::process::id()));
+        let path = dir.join("a/b/report.json");
+        super::write_named_file(&path, "{}").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

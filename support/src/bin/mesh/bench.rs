@@ -81,7 +81,7 @@ pub fn run(runs: u32, json: Option<PathBuf>, from_scratch: bool) -> Result<ExitC
     meshlab::html::write(&page, &meshlab::html::bench::page(&figures, &dir))?;
     println!("figures: {}\npage:    {}", dir.join("bench.json").display(), page.display());
     if let Some(path) = json {
-        std::fs::write(&path, &text)?;
+        meshlab::paths::write_named_file(&path, &text)?;
         let page = meshlab::html::beside(&path);
         meshlab::html::write(&page, &meshlab::html::bench::page(&figures, &meshlab::html::folder_of(&page)))?;
         println!("figures: {}\npage:    {}", path.display(), page.display());

@@ -240,7 +240,7 @@ pub fn write_report(lab: &Lab, report: &Report, extra: Option<&PathBuf>) -> Resu
     meshlab::html::write(&page, &meshlab::html::check::page(report, &lab.record.dir))?;
     println!("report: {}\npage:   {}", in_lab.display(), page.display());
     if let Some(path) = extra {
-        std::fs::write(path, &text).map_err(|e| anyhow::anyhow!("writing the report to {}: {e}", path.display()))?;
+        meshlab::paths::write_named_file(path, &text)?;
         let page = meshlab::html::beside(path);
         meshlab::html::write(&page, &meshlab::html::check::page(report, &meshlab::html::folder_of(&page)))?;
         println!("report: {}\npage:   {}", path.display(), page.display());

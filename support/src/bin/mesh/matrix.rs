@@ -113,7 +113,7 @@ pub fn run(combos: Option<String>, jobs: usize, json: Option<PathBuf>) -> Result
     meshlab::html::write(&page, &meshlab::html::matrix::page(&rows, seconds, &dir))?;
     println!("grid: {}\npage: {}", in_dir.display(), page.display());
     if let Some(path) = json {
-        std::fs::write(&path, &text).with_context(|| format!("writing the grid to {}", path.display()))?;
+        meshlab::paths::write_named_file(&path, &text)?;
         let page = meshlab::html::beside(&path);
         meshlab::html::write(&page, &meshlab::html::matrix::page(&rows, seconds, &meshlab::html::folder_of(&page)))?;
         println!("grid: {}\npage: {}", path.display(), page.display());
