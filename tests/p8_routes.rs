@@ -9,7 +9,7 @@
 //! (which only a headscale that probes its HA routers notices: 0.28 and later).
 //! Every change is undone by a guard, so the shared lab is left as it was found.
 
-use anyhow::{anyhow, bail, ensure, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use meshlab::guards::Undo;
 use meshlab::lab::Lab;
 use meshlab::report::Figure;
@@ -33,7 +33,7 @@ fn lan(lab: &Lab) -> Result<(String, String)> {
 
 /// `tailscale set FLAGS` on a client, as its user would.
 fn set(lab: &Lab, client: &str, flag: &str) -> Result<()> {
-    lab.client(client)?.cli(&["set", flag])?.check().map(|_| ()).map_err(|e| anyhow!("{client}: tailscale set {flag}: {e:#}"))
+    lab.client(client)?.set(&[flag]).with_context(|| client.to_string())
 }
 
 /// The setup a subnet router needs: IP forwarding on (tailscale's own advice), the route

@@ -35,7 +35,7 @@ fn builtin(lab: &Lab) -> Option<&PolicySetup> {
         ));
         return None;
     }
-    if !policy::DEFAULT_NODES.iter().all(|(c, o)| setup.nodes.get(*c).is_some_and(|n| n.to_string() == *o)) {
+    if !setup.has_default_nodes() {
         skip(&format!(
             "the built-in ssh rule's checks assume its mapping {:?}; {} gives another",
             policy::DEFAULT_NODES,

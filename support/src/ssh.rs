@@ -30,13 +30,12 @@ pub struct SshServer<'a> {
 impl<'a> SshServer<'a> {
     /// `tailscale set --ssh` on `host`, once.
     pub fn on(lab: &'a Lab, host: &str) -> Result<SshServer<'a>> {
-        lab.client(host)?.cli(&["set", "--ssh"])?.check().with_context(|| format!("turning on Tailscale SSH on {host}"))?;
+        lab.client(host)?.set(&["--ssh"]).with_context(|| format!("turning on Tailscale SSH on {host}"))?;
         Ok(SshServer { lab, host: host.to_string() })
     }
 
     fn set_off(&self) -> Result<()> {
-        self.lab.client(&self.host)?.cli(&["set", "--ssh=false"])?.check()?;
-        Ok(())
+        self.lab.client(&self.host)?.set(&["--ssh=false"])
     }
 
     /// Turn it off now, reporting failure (dropping it would only log).

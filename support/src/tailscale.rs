@@ -191,6 +191,13 @@ impl<'a> Tailscale<'a> {
         })
     }
 
+    /// `tailscale set FLAGS…`, as the node's user would change a preference; it must succeed.
+    pub fn set(&self, flags: &[&str]) -> Result<()> {
+        let mut args = vec!["set"];
+        args.extend_from_slice(flags);
+        self.cli(&args)?.check().map(|_| ()).with_context(|| format!("tailscale set {}", flags.join(" ")))
+    }
+
     /// `tailscale --socket=… ARGS…`, once.
     pub fn cli(&self, args: &[&str]) -> Result<Output> {
         let socket = format!("--socket={}", self.socket());

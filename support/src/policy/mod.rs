@@ -225,6 +225,12 @@ impl PolicySetup {
         self.source.is_none()
     }
 
+    /// Every client registers as [`DEFAULT_NODES`] says: the mapping the built-in policy's
+    /// checks are written against.
+    pub fn has_default_nodes(&self) -> bool {
+        DEFAULT_NODES.iter().all(|(c, o)| self.nodes.get(*c).is_some_and(|n| n.to_string() == *o))
+    }
+
     /// Which clients are `owner`'s.
     pub fn clients_of(&self, owner: &Owner) -> Vec<String> {
         self.nodes.iter().filter(|(_, o)| *o == owner).map(|(c, _)| c.clone()).collect()
